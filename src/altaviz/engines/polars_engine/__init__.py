@@ -1,0 +1,1 @@
+"""engines/polars_engine stage."""

@@ -1,0 +1,1 @@
+"""The Delta Lake medallion: bronze (raw + lineage), silver (validated), quarantine, gold (features)."""

@@ -1,0 +1,261 @@
+"""`altaviz etl`: raw files -> bronze -> silver + quarantine -> gold -> PostgreSQL, by day partitions.
+
+Dates are processed in chunks of consecutive days (bounded by row count, to bound memory). Silver and quarantine
+partitions of a date are replaced in one atomic commit each; gold of a date is computed from silver with the
+feature spec's lookback (the previous day), so day-by-day processing equals one pass. When silver of a date
+changes, gold of the next day (whose windows look back into it) is recomputed too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+from deltalake import DeltaTable
+from rich.table import Table
+
+from altaviz.engines import get_engine
+from altaviz.lake.delta_writer import write_delta
+from altaviz.lake.quality import quality_report, write_metrics
+from altaviz.lake.reference import load_metadata
+from altaviz.lake.schema import BRONZE, BRONZE_LEDGER, GOLD, QUARANTINE, SILVER
+from altaviz.profiles.model import Profile
+from altaviz.profiles.spec import feature_spec
+from altaviz.progress import NullProgress, Progress
+
+MAX_CHUNK_ROWS = 1_500_000
+
+
+@dataclass
+class EtlReport:
+    dates: list[date] = field(default_factory=list)
+    bronze_rows: int = 0
+    files_ingested: int = 0
+    files_skipped: int = 0
+    silver_rows: int = 0
+    gold_rows: int = 0
+    quarantined: dict[str, int] = field(default_factory=dict)
+    duplicates_dropped: int = 0
+    quality: list[dict[str, object]] = field(default_factory=list)
+    exported: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    lake: Path | None = None
+    database_url: str | None = None
+
+    def summary_table(self) -> Table:
+        t = Table(title=f"ETL of {len(self.dates)} date(s) into {self.lake}")
+        t.add_column("what")
+        t.add_column("value", justify="right")
+        t.add_row("files ingested / skipped", f"{self.files_ingested} / {self.files_skipped}")
+        t.add_row("bronze rows (this run)", f"{self.bronze_rows:,}")
+        t.add_row("silver rows", f"{self.silver_rows:,}")
+        t.add_row("duplicates dropped", f"{self.duplicates_dropped:,}")
+        for reason, n in sorted(self.quarantined.items()):
+            t.add_row(f"quarantined: {reason}", f"{n:,}")
+        t.add_row("gold rows", f"{self.gold_rows:,}")
+        for table, n in sorted(self.exported.items()):
+            t.add_row(f"exported: {table}", f"{n:,}")
+        for stage, s in self.seconds.items():
+            t.add_row(f"time: {stage}", f"{s:.2f} s")
+        return t
+
+
+def _table(lake: Path, rel: str) -> Path:
+    return Path(lake) / rel
+
+
+def _exists(path: Path) -> bool:
+    return DeltaTable.is_deltatable(str(path))
+
+
+def read_dates(path: Path, dates: Iterable[date], columns: list[str] | None = None) -> pl.DataFrame:
+    """Rows of the given `date` partitions of a Delta table (partition pruning)."""
+    wanted = sorted(set(dates))
+    scan = pl.scan_delta(str(path)).filter(pl.col("date").is_in(wanted))
+    if columns is not None:
+        scan = scan.select(columns)
+    return scan.collect()
+
+
+def rows_per_date(path: Path) -> dict[date, int]:
+    if not _exists(path):
+        return {}
+    counts = pl.scan_delta(str(path)).group_by("date").len().collect()
+    return {d: int(n) for d, n in counts.iter_rows() if d is not None}
+
+
+def chunk_dates(counts: dict[date, int], dates: Iterable[date], max_rows: int = MAX_CHUNK_ROWS) -> list[list[date]]:
+    """Consecutive dates grouped so each group holds at most `max_rows` rows (a single date may exceed it)."""
+    chunks: list[list[date]] = []
+    current: list[date] = []
+    total = 0
+    for d in sorted(set(dates)):
+        n = counts.get(d, 0)
+        contiguous = not current or d - current[-1] == timedelta(days=1)
+        if current and (total + n > max_rows or not contiguous):
+            chunks.append(current)
+            current, total = [], 0
+        current.append(d)
+        total += n
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _ledger_for(lake: Path, bronze_day: pl.DataFrame) -> pl.DataFrame | None:
+    ledger = _table(lake, BRONZE_LEDGER)
+    if not _exists(ledger) or bronze_day.height == 0:
+        return None
+    files = bronze_day.get_column("_source_file").unique().implode()
+    return pl.scan_delta(str(ledger)).filter(pl.col("source_file").is_in(files)).collect()
+
+
+def run_silver(
+    lake: Path, profile: Profile, dates: list[date], metadata: pl.DataFrame, engine: str, progress: Progress
+) -> list[dict[str, object]]:
+    """Rebuild silver + quarantine for `dates`; return one quality report per date."""
+    eng = get_engine(engine)
+    bronze = _table(lake, BRONZE)
+    counts = rows_per_date(bronze)
+    reports = []
+    with progress.step("silver + quarantine", total=len(dates)) as step:
+        for chunk in chunk_dates(counts, dates):
+            rows = read_dates(bronze, chunk)
+            result = eng.validate(rows, metadata, profile)
+            write_delta(_table(lake, SILVER), result.silver, mode="replace", replace_partitions=chunk,
+                        metadata={"altaviz.stage": "silver", "altaviz.dates": [str(d) for d in chunk]})
+            write_delta(_table(lake, QUARANTINE), result.quarantine, mode="replace", replace_partitions=chunk,
+                        metadata={"altaviz.stage": "quarantine", "altaviz.dates": [str(d) for d in chunk]})
+            by_date = lambda f, d: f.filter(pl.col("date") == d)  # noqa: E731
+            for d in chunk:
+                b = by_date(rows, d)
+                report = quality_report(
+                    d, b, by_date(result.silver, d), by_date(result.quarantine, d),
+                    result.duplicates_dropped.get(d, 0), profile, _ledger_for(lake, b),
+                )
+                write_metrics(lake, report)
+                reports.append(report)
+                step.advance()
+    return reports
+
+
+def gold_dates_for(lake: Path, changed: list[date]) -> list[date]:
+    """Dates whose gold depends on the changed silver dates: each date and the next one present in silver."""
+    present = set(rows_per_date(_table(lake, SILVER)))
+    out = set(changed) | {d + timedelta(days=1) for d in changed if d + timedelta(days=1) in present}
+    return sorted(out)
+
+
+def run_gold(lake: Path, profile: Profile, dates: list[date], engine: str, progress: Progress) -> int:
+    eng = get_engine(engine)
+    silver = _table(lake, SILVER)
+    lookback = feature_spec(profile).lookback
+    counts = rows_per_date(silver)
+    total = 0
+    with progress.step("gold features", total=len(dates)) as step:
+        for chunk in chunk_dates(counts, dates):
+            edge = datetime.combine(chunk[0], datetime.min.time(), tzinfo=UTC) - lookback
+            span = [edge.date() + timedelta(days=i) for i in range((chunk[-1] - edge.date()).days + 1)]
+            rows = read_dates(silver, span)
+            rows = rows.filter(pl.col(profile.time_column) > edge)
+            gold = eng.build_features(rows, profile, chunk)
+            write_delta(_table(lake, GOLD), gold, mode="replace", replace_partitions=chunk,
+                        metadata={"altaviz.stage": "gold", "altaviz.dates": [str(d) for d in chunk]})
+            total += gold.height
+            step.advance(len(chunk))
+    return total
+
+
+def run_export(
+    database_url: str, lake: Path, profile: Profile, dates: list[date], metadata: pl.DataFrame,
+    reports: dict[date, dict[str, object]], progress: Progress,
+) -> dict[str, int]:
+    from altaviz.serve.db.export import export_compressors, export_day
+    from altaviz.serve.publish import hourly_aggregates, quality_rows, threshold_alerts
+
+    exported = {"compressors": export_compressors(database_url, metadata) or metadata.height}
+    silver = _table(lake, SILVER)
+    counts = rows_per_date(silver)
+    with progress.step("export to PostgreSQL", total=len(dates)) as step:
+        for chunk in chunk_dates(counts, dates):
+            rows = read_dates(silver, chunk)
+            for d in chunk:
+                day = rows.filter(pl.col("date") == d)
+                agg = hourly_aggregates(day, profile)
+                alerts = threshold_alerts(day, profile)
+                quality = quality_rows(reports[d]) if d in reports else None
+                export_day(database_url, d, agg, alerts, quality)
+                exported["sensor_readings_agg"] = exported.get("sensor_readings_agg", 0) + agg.height
+                exported["alert_history"] = exported.get("alert_history", 0) + alerts.height
+                step.advance()
+    return exported
+
+
+def run_etl(
+    raw: Path | None,
+    lake: Path,
+    profile: Profile,
+    *,
+    dates: list[date] | None = None,
+    skip_bronze: bool = False,
+    skip_silver: bool = False,
+    database_url: str | None = None,
+    engine: str = "polars",
+    progress: Progress | None = None,
+) -> EtlReport:
+    progress = progress or NullProgress()
+    lake = Path(lake)
+    report = EtlReport(lake=lake, database_url=database_url)
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        report.seconds[stage] = now - clock
+        clock = now
+
+    metadata = load_metadata(raw, lake, profile)
+    touched: list[date] = []
+    if not skip_bronze:
+        from altaviz.lake.bronze import ingest
+
+        if raw is None:
+            raise ValueError("raw directory required unless skip_bronze")
+        result = ingest(raw, lake, profile, dates=dates, progress=progress)
+        report.bronze_rows = result.rows
+        report.files_ingested, report.files_skipped = result.files_ingested, result.files_skipped
+        touched = sorted(result.rows_by_date)
+        lap("bronze")
+    if dates is not None:
+        target = sorted(set(dates))
+    elif touched or not skip_bronze:
+        target = touched
+    else:
+        target = sorted(rows_per_date(_table(lake, BRONZE)))
+    report.dates = target
+
+    reports: dict[date, dict[str, object]] = {}
+    if not skip_silver and target:
+        for r in run_silver(lake, profile, target, metadata, engine, progress):
+            reports[date.fromisoformat(str(r["date"]))] = r
+        lap("silver")
+    report.quality = list(reports.values())
+    for r in reports.values():
+        report.duplicates_dropped += int(r["duplicates_dropped"])  # type: ignore[arg-type]
+        for reason, n in r["quarantined"].items():  # type: ignore[union-attr]
+            report.quarantined[reason] = report.quarantined.get(reason, 0) + n
+
+    silver_counts = rows_per_date(_table(lake, SILVER))
+    report.silver_rows = sum(silver_counts.get(d, 0) for d in target)
+    gold_dates = [d for d in gold_dates_for(lake, target) if d in silver_counts] if target else []
+    if gold_dates:
+        report.gold_rows = run_gold(lake, profile, gold_dates, engine, progress)
+        lap("gold")
+    if database_url and target:
+        report.exported = run_export(database_url, lake, profile, target, metadata, reports, progress)
+        lap("export")
+    return report

@@ -45,14 +45,31 @@ def main() -> None:
         raw = work / f"raw-{args.assets}x{args.days}-{args.interval}-{args.format}"
         if not (raw / "reference").exists():
             subprocess.run(
-                [*ALTAVIZ, "simulate", "--assets", str(args.assets), "--days", str(args.days), "--interval",
-                 args.interval, "--format", args.format, "--out", str(raw), "--seed", "42"],
-                check=True, stdout=subprocess.DEVNULL,
+                [
+                    *ALTAVIZ,
+                    "simulate",
+                    "--assets",
+                    str(args.assets),
+                    "--days",
+                    str(args.days),
+                    "--interval",
+                    args.interval,
+                    "--format",
+                    args.format,
+                    "--out",
+                    str(raw),
+                    "--seed",
+                    "42",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
             )
     env = dict(os.environ, ALTAVIZ_DATA_ROOT=str(work / "data"))
     url = None
     if not args.skip_export:
-        url = subprocess.run([*ALTAVIZ, "db", "url"], env=env, check=True, capture_output=True, text=True).stdout.strip()
+        url = subprocess.run(
+            [*ALTAVIZ, "db", "url"], env=env, check=True, capture_output=True, text=True
+        ).stdout.strip()
         env["ALTAVIZ_DATABASE_URL"] = url
     walls, rss, rows = [], [], None
     for i in range(args.repeat):
@@ -71,11 +88,20 @@ def main() -> None:
 
             rows = pl.scan_delta(str(lake / "bronze" / "sensor_readings")).select(pl.len()).collect().item()
         shutil.rmtree(lake, ignore_errors=True)
-    print(json.dumps({
-        "benchmark": "etl", "raw": str(raw), "bronze_rows": rows, "export": not args.skip_export,
-        "seconds_median": round(statistics.median(walls), 2), "seconds_all": [round(w, 2) for w in walls],
-        "peak_rss_mb": round(max(rss)), "rows_per_s": round(rows / statistics.median(walls)) if rows else None,
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "etl",
+                "raw": str(raw),
+                "bronze_rows": rows,
+                "export": not args.skip_export,
+                "seconds_median": round(statistics.median(walls), 2),
+                "seconds_all": [round(w, 2) for w in walls],
+                "peak_rss_mb": round(max(rss)),
+                "rows_per_s": round(rows / statistics.median(walls)) if rows else None,
+            }
+        )
+    )
     if args.workdir is None and args.data is None:
         subprocess.run([*ALTAVIZ, "db", "stop"], env=env, check=False, capture_output=True)
         shutil.rmtree(work, ignore_errors=True)

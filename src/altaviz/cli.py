@@ -10,7 +10,7 @@ import functools
 import sys
 from collections.abc import Callable
 from datetime import date, datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -48,13 +48,13 @@ def _friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     parquet = "parquet"
     csv = "csv"
     jsonl = "jsonl"
 
 
-class LakeTable(str, Enum):
+class LakeTable(StrEnum):
     bronze = "bronze"
     silver = "silver"
     quarantine = "quarantine"
@@ -119,8 +119,7 @@ def simulate(
         table.add_row(kind, f"{n:,}")
     out.print(table)
     out.print(
-        f"{report.files} files; failing assets: {', '.join(report.failing_assets) or 'none'}; "
-        f"{report.seconds:.2f} s"
+        f"{report.files} files; failing assets: {', '.join(report.failing_assets) or 'none'}; {report.seconds:.2f} s"
     )
 
 
@@ -263,7 +262,9 @@ def profiles_list() -> None:
 
 @profiles_app.command("show")
 @_friendly
-def profiles_show(name: Annotated[str, typer.Argument(help="Profile name or YAML path.")] = "compressor") -> None:
+def profiles_show(
+    name: Annotated[str, typer.Argument(help="Profile name or YAML path.")] = "compressor",
+) -> None:
     """Show a profile's sensors and the gold feature columns derived from it."""
     from altaviz.profiles import feature_spec, load_profile
 

@@ -22,7 +22,13 @@ def run_demo(settings: Settings, *, assets: int = 10, days: int = 7, seed: int =
     profile = load_profile("compressor")
     raw = settings.data_root / "demo"
     sim = run_simulation(
-        profile, raw, assets=assets, days=days, interval=timedelta(minutes=10), seed=seed, fmt="jsonl",
+        profile,
+        raw,
+        assets=assets,
+        days=days,
+        interval=timedelta(minutes=10),
+        seed=seed,
+        fmt="jsonl",
         faults=FaultRates(),
     )
     console.print(

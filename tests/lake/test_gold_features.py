@@ -29,11 +29,25 @@ def silver(rows: list[tuple[str, int, dict]]) -> pl.DataFrame:
     out = []
     for asset, minutes, over in rows:
         ts = T0 + timedelta(minutes=minutes)
-        out.append({
-            "compressor_id": asset, "timestamp": ts, **BASE, **over, "model": "m", "rated_horsepower": 1500.0,
-            "install_date": date(2020, 1, 1), "station_id": "S", "latitude": 0.0, "longitude": 0.0,
-            "is_stuck": False, "_source_file": "f", "_batch_id": "b", "_ingested_at": T0, "date": ts.date(),
-        })
+        out.append(
+            {
+                "compressor_id": asset,
+                "timestamp": ts,
+                **BASE,
+                **over,
+                "model": "m",
+                "rated_horsepower": 1500.0,
+                "install_date": date(2020, 1, 1),
+                "station_id": "S",
+                "latitude": 0.0,
+                "longitude": 0.0,
+                "is_stuck": False,
+                "_source_file": "f",
+                "_batch_id": "b",
+                "_ingested_at": T0,
+                "date": ts.date(),
+            }
+        )
     return pl.DataFrame(out, schema=silver_schema(P))
 
 
@@ -59,8 +73,9 @@ def test_time_window_is_right_closed_and_time_based():
     # sample std (ddof=1); null with a single reading
     assert g["vibration_mms_1h_std"][0] is None
     assert g["vibration_mms_1h_std"][1] == pytest.approx(math.sqrt(0.5))
-    assert g["vibration_mms_1h_std"][3] == pytest.approx(math.sqrt(((2 - 14 / 3) ** 2 + (4 - 14 / 3) ** 2
-                                                                    + (8 - 14 / 3) ** 2) / 2))
+    assert g["vibration_mms_1h_std"][3] == pytest.approx(
+        math.sqrt(((2 - 14 / 3) ** 2 + (4 - 14 / 3) ** 2 + (8 - 14 / 3) ** 2) / 2)
+    )
     # the 4h window at t=70 still sees all five
     assert g["vibration_mms_4h_mean"][4] == pytest.approx(31 / 5)
 
@@ -93,10 +108,12 @@ def test_rate_uses_actual_elapsed_hours():
 
 
 def test_derived_and_statuses():
-    rows = [("A", 0, {"vibration_mms": 7.1, "discharge_pressure_psi": 1100.0, "suction_pressure_psi": 100.0}),
-            ("A", 10, {"vibration_mms": 11.2, "horsepower": 1500.0 * 1.05}),
-            ("A", 20, {"suction_pressure_psi": 20.0}),
-            ("A", 30, {"vibration_mms": 7.09})]
+    rows = [
+        ("A", 0, {"vibration_mms": 7.1, "discharge_pressure_psi": 1100.0, "suction_pressure_psi": 100.0}),
+        ("A", 10, {"vibration_mms": 11.2, "horsepower": 1500.0 * 1.05}),
+        ("A", 20, {"suction_pressure_psi": 20.0}),
+        ("A", 30, {"vibration_mms": 7.09}),
+    ]
     g = build_features(silver(rows), P).sort("timestamp")
     assert g["pressure_differential"][0] == 1000.0 and g["pressure_ratio"][0] == pytest.approx(11.0)
     assert g["vibration_mms_status"].to_list() == ["warning", "critical", "normal", "normal"]

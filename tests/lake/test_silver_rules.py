@@ -28,8 +28,17 @@ def bronze(rows: list[dict]) -> pl.DataFrame:
     full = []
     for i, r in enumerate(rows):
         row = {"compressor_id": "COMP-0001", "timestamp": T0 + timedelta(minutes=10 * i), **GOOD}
-        row.update({"_raw_record": None, "_parse_error": None, "_parse_detail": None,
-                    "_source_file": "f.jsonl", "_source_row": i, "_ingested_at": INGESTED, "_batch_id": "b1"})
+        row.update(
+            {
+                "_raw_record": None,
+                "_parse_error": None,
+                "_parse_detail": None,
+                "_source_file": "f.jsonl",
+                "_source_row": i,
+                "_ingested_at": INGESTED,
+                "_batch_id": "b1",
+            }
+        )
         row.update(r)
         ts = row["timestamp"]
         row.setdefault("date", ts.date() if ts is not None else INGESTED.date())
@@ -66,8 +75,16 @@ def test_clean_rows_pass_and_get_metadata():
 @pytest.mark.parametrize(
     ("row", "reason", "detail"),
     [
-        ({"_parse_error": "malformed_record", "_parse_detail": "Expecting value", "compressor_id": None,
-          "timestamp": None}, "malformed_record", "Expecting value"),
+        (
+            {
+                "_parse_error": "malformed_record",
+                "_parse_detail": "Expecting value",
+                "compressor_id": None,
+                "timestamp": None,
+            },
+            "malformed_record",
+            "Expecting value",
+        ),
         ({"_parse_error": "invalid_type", "_parse_detail": "vibration_mms"}, "invalid_type", "vibration_mms"),
         ({"compressor_id": None}, "missing_asset_id", "compressor_id"),
         ({"compressor_id": "  "}, "missing_asset_id", "compressor_id"),
@@ -105,8 +122,11 @@ def test_quarantine_keeps_original_values():
 
 
 def test_duplicates_keep_first_ingested_and_are_counted():
-    rows = [{}, {"timestamp": T0, "vibration_mms": 9.0, "_source_file": "b.jsonl"},
-            {"timestamp": T0, "vibration_mms": 8.0, "_source_file": "a.jsonl", "_source_row": 7}]
+    rows = [
+        {},
+        {"timestamp": T0, "vibration_mms": 9.0, "_source_file": "b.jsonl"},
+        {"timestamp": T0, "vibration_mms": 8.0, "_source_file": "a.jsonl", "_source_row": 7},
+    ]
     r = validate(bronze(rows), META, P)
     assert r.silver.height == 1 and r.quarantine.height == 0
     assert r.duplicates_dropped == {T0.date(): 2}
@@ -138,8 +158,17 @@ def test_no_outlier_when_spread_is_wide():
 def test_stuck_sensor_flagged_after_min_readings_in_window():
     # 10-minute readings; gas flow flat from row 2 on: window (t-1h, t] holds rows t-50m..t
     rows = [{"gas_flow_mcfd": 9000.0 + i} for i in range(2)] + [{"gas_flow_mcfd": 5000.0}] * 8
-    rows = [{**r, "vibration_mms": 3.0 + 0.1 * i, "discharge_temp_f": 220 + i, "suction_pressure_psi": 80 + i,
-             "discharge_pressure_psi": 1000 + i, "horsepower": 1200 + i} for i, r in enumerate(rows)]
+    rows = [
+        {
+            **r,
+            "vibration_mms": 3.0 + 0.1 * i,
+            "discharge_temp_f": 220 + i,
+            "suction_pressure_psi": 80 + i,
+            "discharge_pressure_psi": 1000 + i,
+            "horsepower": 1200 + i,
+        }
+        for i, r in enumerate(rows)
+    ]
     r = validate(bronze(rows), META, P)
     flags = r.silver.sort("timestamp")["is_stuck"].to_list()
     # the window must be flat throughout: row 7 (t=70m) is the first whose window (10m, 70m] holds only flat rows

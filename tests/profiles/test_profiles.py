@@ -47,26 +47,48 @@ def test_feature_spec_is_derived_from_the_profile():
 def test_a_new_equipment_type_is_just_yaml(tmp_path):
     data = compressor_dict()
     data["name"] = "pump"
-    data["sensors"] = {"flow_gpm": {"unit": "gpm", "physical_range": [0, 5000], "normal_band": [100, 900],
-                                    "warning": {"low": 50}}}
+    data["sensors"] = {
+        "flow_gpm": {
+            "unit": "gpm",
+            "physical_range": [0, 5000],
+            "normal_band": [100, 900],
+            "warning": {"low": 50},
+        }
+    }
     data["features"] = {"windows": ["30m", "2h"], "stats": ["mean", "min"], "rate_of_change": None}
     spec = feature_spec(load_profile(write(tmp_path, data)))
-    assert [f.name for f in spec.rolling] == ["flow_gpm_30m_mean", "flow_gpm_30m_min", "flow_gpm_2h_mean",
-                                              "flow_gpm_2h_min"]
+    assert [f.name for f in spec.rolling] == [
+        "flow_gpm_30m_mean",
+        "flow_gpm_30m_min",
+        "flow_gpm_2h_mean",
+        "flow_gpm_2h_min",
+    ]
     assert spec.rates == ()
 
 
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda d: d["sensors"]["vibration_mms"].update(physical_range=[10, 1]), "sensors.vibration_mms.physical_range"),
-        (lambda d: d["sensors"]["vibration_mms"].update(warning={"high": 12.0}), "warning.high (12.0) must be below"),
+        (
+            lambda d: d["sensors"]["vibration_mms"].update(physical_range=[10, 1]),
+            "sensors.vibration_mms.physical_range",
+        ),
+        (
+            lambda d: d["sensors"]["vibration_mms"].update(warning={"high": 12.0}),
+            "warning.high (12.0) must be below",
+        ),
         (lambda d: d["sensors"]["vibration_mms"].pop("unit"), "sensors.vibration_mms.unit"),
         (lambda d: d["sensors"]["vibration_mms"].update(colour="red"), "sensors.vibration_mms.colour"),
         (lambda d: d["features"].update(windows=["1 hour"]), "features.windows"),
         (lambda d: d["features"]["derived"]["pressure_ratio"].update(left="nope"), "'nope' is not a sensor"),
-        (lambda d: d["sensors"]["horsepower"].update(relative_to="rated_kw"), "'rated_kw' is not a metadata column"),
-        (lambda d: d["sensors"]["discharge_temp_f"].update(critical={"high": 900.0}), "outside physical_range"),
+        (
+            lambda d: d["sensors"]["horsepower"].update(relative_to="rated_kw"),
+            "'rated_kw' is not a metadata column",
+        ),
+        (
+            lambda d: d["sensors"]["discharge_temp_f"].update(critical={"high": 900.0}),
+            "outside physical_range",
+        ),
         (lambda d: d.update(sensors={}), "expected at least one sensor"),
     ],
 )

@@ -58,7 +58,10 @@ def _write_files(frame: pl.DataFrame, root: Path, partition_by: str | None) -> l
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         data.write_parquet(path, compression=PARQUET_COMPRESSION, row_group_size=ROW_GROUP_SIZE, statistics=True)
-        stats = {"numRecords": data.height, "nullCount": {c: int(n) for c, n in data.null_count().row(0, named=True).items()}}
+        stats = {
+            "numRecords": data.height,
+            "nullCount": {c: int(n) for c, n in data.null_count().row(0, named=True).items()},
+        }
         st = os.stat(path)
         actions.append(
             AddAction(
@@ -92,7 +95,11 @@ def write_delta(
     parts = [partition_by] if partition_by else None
     if not DeltaTable.is_deltatable(str(table_path)):
         create_table_with_add_actions(
-            str(table_path), schema_from_arrow(schema), actions, mode="error", partition_by=parts,
+            str(table_path),
+            schema_from_arrow(schema),
+            actions,
+            mode="error",
+            partition_by=parts,
             commit_properties=commit,
         )
         return DeltaTable(str(table_path)).version()

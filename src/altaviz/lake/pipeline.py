@@ -126,16 +126,31 @@ def run_silver(
         for chunk in chunk_dates(counts, dates):
             rows = read_dates(bronze, chunk)
             result = eng.validate(rows, metadata, profile)
-            write_delta(_table(lake, SILVER), result.silver, mode="replace", replace_partitions=chunk,
-                        metadata={"altaviz.stage": "silver", "altaviz.dates": [str(d) for d in chunk]})
-            write_delta(_table(lake, QUARANTINE), result.quarantine, mode="replace", replace_partitions=chunk,
-                        metadata={"altaviz.stage": "quarantine", "altaviz.dates": [str(d) for d in chunk]})
+            write_delta(
+                _table(lake, SILVER),
+                result.silver,
+                mode="replace",
+                replace_partitions=chunk,
+                metadata={"altaviz.stage": "silver", "altaviz.dates": [str(d) for d in chunk]},
+            )
+            write_delta(
+                _table(lake, QUARANTINE),
+                result.quarantine,
+                mode="replace",
+                replace_partitions=chunk,
+                metadata={"altaviz.stage": "quarantine", "altaviz.dates": [str(d) for d in chunk]},
+            )
             by_date = lambda f, d: f.filter(pl.col("date") == d)  # noqa: E731
             for d in chunk:
                 b = by_date(rows, d)
                 report = quality_report(
-                    d, b, by_date(result.silver, d), by_date(result.quarantine, d),
-                    result.duplicates_dropped.get(d, 0), profile, _ledger_for(lake, b),
+                    d,
+                    b,
+                    by_date(result.silver, d),
+                    by_date(result.quarantine, d),
+                    result.duplicates_dropped.get(d, 0),
+                    profile,
+                    _ledger_for(lake, b),
                 )
                 write_metrics(lake, report)
                 reports.append(report)
@@ -163,16 +178,26 @@ def run_gold(lake: Path, profile: Profile, dates: list[date], engine: str, progr
             rows = read_dates(silver, span)
             rows = rows.filter(pl.col(profile.time_column) > edge)
             gold = eng.build_features(rows, profile, chunk)
-            write_delta(_table(lake, GOLD), gold, mode="replace", replace_partitions=chunk,
-                        metadata={"altaviz.stage": "gold", "altaviz.dates": [str(d) for d in chunk]})
+            write_delta(
+                _table(lake, GOLD),
+                gold,
+                mode="replace",
+                replace_partitions=chunk,
+                metadata={"altaviz.stage": "gold", "altaviz.dates": [str(d) for d in chunk]},
+            )
             total += gold.height
             step.advance(len(chunk))
     return total
 
 
 def run_export(
-    database_url: str, lake: Path, profile: Profile, dates: list[date], metadata: pl.DataFrame,
-    reports: dict[date, dict[str, object]], progress: Progress,
+    database_url: str,
+    lake: Path,
+    profile: Profile,
+    dates: list[date],
+    metadata: pl.DataFrame,
+    reports: dict[date, dict[str, object]],
+    progress: Progress,
 ) -> dict[str, int]:
     from altaviz.serve.db.export import export_compressors, export_day
     from altaviz.serve.publish import hourly_aggregates, quality_rows, threshold_alerts

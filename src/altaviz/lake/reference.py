@@ -34,8 +34,17 @@ def read_metadata_csv(path: Path, profile: Profile) -> pl.DataFrame:
     missing = [c for c in schema.names() if c not in frame.columns]
     if missing:
         raise LakeError(f"fleet metadata {path}: missing columns {missing} (expected {schema.names()})")
+
+    def typed(name: str, dtype: pl.DataType) -> pl.Expr:
+        col = pl.col(name).str.strip_chars()
+        if dtype == pl.Date():
+            return col.str.to_date("%Y-%m-%d", strict=True)
+        if dtype == pl.Boolean():
+            return col.str.to_lowercase().replace_strict({"true": True, "false": False, "1": True, "0": False})
+        return col.cast(dtype, strict=True)
+
     try:
-        frame = frame.select(schema.names()).cast(dict(schema), strict=True)
+        frame = frame.select(typed(n, t) for n, t in schema.items())
     except pl.exceptions.PolarsError as exc:
         raise LakeError(f"fleet metadata {path}: a value does not match the profile's type ({exc})") from exc
     ids = frame.get_column(profile.id_column)

@@ -76,9 +76,7 @@ class Sensor(_Strict):
                 for side in ("low", "high"):
                     value = getattr(t, side) if t else None
                     if value is not None and not lo <= value <= hi:
-                        raise ValueError(
-                            f"{zone}.{side} ({value}) lies outside physical_range [{lo}, {hi}]"
-                        )
+                        raise ValueError(f"{zone}.{side} ({value}) lies outside physical_range [{lo}, {hi}]")
         return self
 
     def thresholds(self) -> list[tuple[str, str, float]]:

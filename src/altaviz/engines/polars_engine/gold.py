@@ -54,8 +54,9 @@ def _rolling_features(frame: pl.DataFrame, profile: Profile, spec: FeatureSpec, 
         extremes |= {(s, st) for s in need_std for st in ("max", "min")}
         aggs = [_STAT[st](s).alias(f"{s}:{st}") for s, st in sorted(extremes)]
         rolled = (
-            rolling_aligned(frame, time=profile.time_column, group_by=[profile.id_column], period_s=seconds, aggs=aggs)
-            .filter(out)
+            rolling_aligned(
+                frame, time=profile.time_column, group_by=[profile.id_column], period_s=seconds, aggs=aggs
+            ).filter(out)
             if aggs
             else None
         )
@@ -133,7 +134,11 @@ def build_features(silver: pl.DataFrame, profile: Profile, dates: Iterable[date]
     ts_col = pl.col(ts)
     wanted = sorted(set(dates)) if dates is not None else frame.get_column("date").unique().to_list()
     out = frame.get_column("date").is_in(wanted)
-    parts = [frame.filter(out), _rolling_features(frame, profile, spec, out), _rate_features(frame, profile, spec, out)]
+    parts = [
+        frame.filter(out),
+        _rolling_features(frame, profile, spec, out),
+        _rate_features(frame, profile, spec, out),
+    ]
     gold = pl.concat([p for p in parts if p.width], how="horizontal")
     gold = gold.with_columns(
         *[_OPS[d.op](pl.col(d.left), pl.col(d.right)).alias(d.name) for d in spec.derived],

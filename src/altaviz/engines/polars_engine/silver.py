@@ -50,7 +50,11 @@ def _pre_dedup_reason(profile: Profile, known_ids: pl.Series) -> tuple[pl.Expr, 
             (aid.is_null() | (aid.str.strip_chars() == ""), "missing_asset_id", profile.id_column),
             (ts.is_null(), "unparseable_timestamp", "missing"),
             (~aid.is_in(known_ids.implode()), "unknown_asset", aid),
-            (ts > pl.col("_ingested_at") + tolerance, "future_timestamp", ts.dt.to_string("%Y-%m-%dT%H:%M:%SZ")),
+            (
+                ts > pl.col("_ingested_at") + tolerance,
+                "future_timestamp",
+                ts.dt.to_string("%Y-%m-%dT%H:%M:%SZ"),
+            ),
         ]
     )
     parse = pl.col("_parse_error").is_not_null()
@@ -91,8 +95,11 @@ def _stuck_flags(frame: pl.DataFrame, profile: Profile) -> pl.Series:
     for s in profile.sensor_names:
         aggs += [pl.col(s).min().alias(f"_min_{s}"), pl.col(s).max().alias(f"_max_{s}")]
     rolled = rolling_aligned(
-        frame, time=profile.time_column, group_by=[profile.id_column, "date"],
-        period_s=stuck_window_seconds(profile), aggs=aggs,
+        frame,
+        time=profile.time_column,
+        group_by=[profile.id_column, "date"],
+        period_s=stuck_window_seconds(profile),
+        aggs=aggs,
     )
     enough = pl.col("_n") >= profile.quality.stuck_min_readings
     flat = [pl.col(f"_min_{s}") == pl.col(f"_max_{s}") for s in profile.sensor_names]

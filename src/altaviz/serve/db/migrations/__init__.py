@@ -1,0 +1,1 @@
+"""Alembic migrations of the serving database (run them with `altaviz.serve.db.migrate.migrate(url)`)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -27,7 +28,7 @@ from altaviz.profiles.model import Profile
 from altaviz.profiles.spec import feature_spec
 from altaviz.progress import NullProgress, Progress
 
-MAX_CHUNK_ROWS = 1_500_000
+MAX_CHUNK_ROWS = 1_000_000
 
 
 @dataclass
@@ -171,14 +172,21 @@ def run_gold(lake: Path, profile: Profile, dates: list[date], engine: str, progr
     lookback = feature_spec(profile).lookback
     counts = rows_per_date(silver)
     total = 0
-    with progress.step("gold features", total=len(dates)) as step:
+    # The Parquet encoding of chunk k (multi-threaded, releases the GIL) overlaps the features of chunk k + 1;
+    # one writer thread keeps the commits in order and at most one finished chunk waits in memory.
+    pending: Future[int] | None = None
+    with progress.step("gold features", total=len(dates)) as step, ThreadPoolExecutor(1) as writer:
         for chunk in chunk_dates(counts, dates):
             edge = datetime.combine(chunk[0], datetime.min.time(), tzinfo=UTC) - lookback
             span = [edge.date() + timedelta(days=i) for i in range((chunk[-1] - edge.date()).days + 1)]
             rows = read_dates(silver, span)
             rows = rows.filter(pl.col(profile.time_column) > edge)
             gold = eng.build_features(rows, profile, chunk)
-            write_delta(
+            del rows
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(
+                write_delta,
                 _table(lake, GOLD),
                 gold,
                 mode="replace",
@@ -186,7 +194,10 @@ def run_gold(lake: Path, profile: Profile, dates: list[date], engine: str, progr
                 metadata={"altaviz.stage": "gold", "altaviz.dates": [str(d) for d in chunk]},
             )
             total += gold.height
+            del gold
             step.advance(len(chunk))
+        if pending is not None:
+            pending.result()
     return total
 
 
@@ -277,10 +288,15 @@ def run_etl(
     silver_counts = rows_per_date(_table(lake, SILVER))
     report.silver_rows = sum(silver_counts.get(d, 0) for d in target)
     gold_dates = [d for d in gold_dates_for(lake, target) if d in silver_counts] if target else []
-    if gold_dates:
-        report.gold_rows = run_gold(lake, profile, gold_dates, engine, progress)
-        lap("gold")
-    if database_url and target:
-        report.exported = run_export(database_url, lake, profile, target, metadata, reports, progress)
-        lap("export")
+    # The export reads silver only: it runs beside gold, its COPY work done by the database server's process.
+    with ThreadPoolExecutor(1) as background:
+        export = None
+        if database_url and target:
+            export = background.submit(run_export, database_url, lake, profile, target, metadata, reports, progress)
+        if gold_dates:
+            report.gold_rows = run_gold(lake, profile, gold_dates, engine, progress)
+            lap("gold")
+        if export is not None:
+            report.exported = export.result()
+            lap("export (after gold)")
     return report

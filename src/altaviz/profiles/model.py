@@ -185,7 +185,8 @@ class Profile(_Strict):
                 ref = getattr(d, side)
                 if ref not in self.sensors:
                     raise ValueError(
-                        f"features.derived.{name}.{side}: {ref!r} is not a sensor (expected one of {sorted(self.sensors)})"
+                        f"features.derived.{name}.{side}: {ref!r} is not a sensor "
+                        f"(expected one of {sorted(self.sensors)})"
                     )
             if name in self.sensors:
                 raise ValueError(f"features.derived.{name}: name clashes with a sensor")

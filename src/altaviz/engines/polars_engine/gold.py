@@ -13,7 +13,13 @@ import numpy as np
 import polars as pl
 
 from altaviz.engines.polars_engine.rolling import rolling_aligned
-from altaviz.engines.polars_engine.windows import Moments, WindowIndex, mean_and_std
+from altaviz.engines.polars_engine.windows import (
+    WindowIndex,
+    change_prefix,
+    flat_in_window,
+    mean_and_std,
+    segment_prefixes,
+)
 from altaviz.lake.schema import gold_schema
 from altaviz.profiles.model import Profile
 from altaviz.profiles.spec import STATUS_LEVELS, FeatureSpec, StatusRule, feature_spec
@@ -43,46 +49,38 @@ def _rolling_features(frame: pl.DataFrame, profile: Profile, spec: FeatureSpec, 
 
     Windows are computed over all of `frame` (lookback included); rows come back only where `out` is true.
     """
-    windows = sorted({f.seconds for f in spec.rolling})
     index = WindowIndex(frame, profile.id_column, profile.time_column, out.to_numpy())
-    prepared: dict[str, Moments] = {}
+    moment_sensors = sorted({f.sensor for f in spec.rolling if f.stat in ("mean", "std")})
+    centres = {s: _centre(profile, s) for s in moment_sensors}
+    prefixes = segment_prefixes(frame, centres, index)
+    changes = {
+        s: change_prefix(frame.get_column(s).to_numpy(), index)
+        for s in {f.sensor for f in spec.rolling if f.stat == "std"}
+    }
     columns: dict[str, pl.Series] = {}
-    for seconds in windows:
+    for seconds in sorted({f.seconds for f in spec.rolling}):
         feats = [f for f in spec.rolling if f.seconds == seconds]
-        need_std = {f.sensor for f in feats if f.stat == "std"}
-        extremes = {(f.sensor, f.stat) for f in feats if f.stat in ("max", "min")}
-        extremes |= {(s, st) for s in need_std for st in ("max", "min")}
-        aggs = [_STAT[st](s).alias(f"{s}:{st}") for s, st in sorted(extremes)]
-        rolled = (
-            rolling_aligned(
+        aggs = [_STAT[f.stat](f.sensor).alias(f.name) for f in feats if f.stat in ("max", "min")]
+        if aggs:
+            rolled = rolling_aligned(
                 frame, time=profile.time_column, group_by=[profile.id_column], period_s=seconds, aggs=aggs
             ).filter(out)
-            if aggs
-            else None
-        )
-        moments: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for f in feats:
-            if f.stat in ("mean", "std") and f.sensor not in moments:
-                flat = None
-                if rolled is not None and f.sensor in need_std:
-                    flat = (rolled[f"{f.sensor}:max"] == rolled[f"{f.sensor}:min"]).to_numpy()
-                if f.sensor not in prepared:
-                    x = frame.get_column(f.sensor).to_numpy()
-                    prepared[f.sensor] = Moments(x, _centre(profile, f.sensor), index)
-                moments[f.sensor] = mean_and_std(prepared[f.sensor], index, seconds, flat)
-            if f.stat == "mean":
-                columns[f.name] = pl.Series(f.name, moments[f.sensor][0])
-            elif f.stat == "std":
-                columns[f.name] = pl.Series(f.name, moments[f.sensor][1]).fill_nan(None)
-            else:
-                columns[f.name] = rolled[f"{f.sensor}:{f.stat}"].alias(f.name)  # type: ignore[index]
-    return pl.DataFrame(list(columns.values())) if columns else pl.DataFrame()
+            columns.update({c: rolled.get_column(c) for c in rolled.columns})
+        for sensor in sorted({f.sensor for f in feats if f.stat in ("mean", "std")}):
+            flat = flat_in_window(changes[sensor], index, seconds)[0] if sensor in changes else None
+            mean, std = mean_and_std(prefixes[sensor], centres[sensor], index, seconds, flat)
+            for f in feats:
+                if f.sensor == sensor and f.stat == "mean":
+                    columns[f.name] = pl.Series(f.name, mean)
+                elif f.sensor == sensor and f.stat == "std":
+                    columns[f.name] = pl.Series(f.name, std).fill_nan(None)
+    return pl.DataFrame([columns[f.name] for f in spec.rolling]) if columns else pl.DataFrame()
 
 
 def _rate_features(frame: pl.DataFrame, profile: Profile, spec: FeatureSpec, out: pl.Series) -> pl.DataFrame:
     """(x_t - x_ref) / hours, x_ref the latest reading at or before t - w, no older than t - 2w, same asset."""
     if not spec.rates or not out.any():
-        return pl.DataFrame({r.name: pl.Series([], pl.Float64) for r in spec.rates})
+        return pl.DataFrame([pl.Series(r.name, [], pl.Float64) for r in spec.rates])
     asset = frame.get_column(profile.id_column).rle_id().to_numpy().astype(np.int64)
     t_us = frame.get_column(profile.time_column).dt.epoch("us").to_numpy()
     span = int(t_us.max() - t_us.min()) + 10 * 86_400 * 1_000_000

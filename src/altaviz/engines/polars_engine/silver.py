@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from functools import reduce
 
+import numpy as np
 import polars as pl
 
-from altaviz.engines.polars_engine.rolling import rolling_aligned
+from altaviz.engines.polars_engine.windows import WindowIndex, change_prefix, flat_in_window
 from altaviz.lake.schema import quarantine_schema, silver_schema
 from altaviz.profiles.model import Profile
 from altaviz.profiles.spec import future_tolerance_seconds, range_rules, stuck_window_seconds
@@ -41,27 +41,16 @@ def _first_failing(checks: list[tuple[pl.Expr, str, str | pl.Expr]]) -> tuple[pl
     return reason.otherwise(pl.lit(None, pl.String)), detail.otherwise(pl.lit(None, pl.String))
 
 
-def _pre_dedup_reason(profile: Profile, known_ids: pl.Series) -> tuple[pl.Expr, pl.Expr]:
-    """Rules 1-5: the reader's parse error, then id, timestamp, unknown asset, future timestamp."""
+def _pre_dedup_checks(profile: Profile, known_ids: pl.Series) -> list[tuple[pl.Expr, str, str | pl.Expr]]:
+    """Rules 2-5 (rule 1, the reader's parse error, is applied by `_split`)."""
     aid, ts = pl.col(profile.id_column), pl.col(profile.time_column)
     tolerance = pl.duration(seconds=future_tolerance_seconds(profile))
-    reason, detail = _first_failing(
-        [
-            (aid.is_null() | (aid.str.strip_chars() == ""), "missing_asset_id", profile.id_column),
-            (ts.is_null(), "unparseable_timestamp", "missing"),
-            (~aid.is_in(known_ids.implode()), "unknown_asset", aid),
-            (
-                ts > pl.col("_ingested_at") + tolerance,
-                "future_timestamp",
-                ts.dt.to_string("%Y-%m-%dT%H:%M:%SZ"),
-            ),
-        ]
-    )
-    parse = pl.col("_parse_error").is_not_null()
-    return (
-        pl.when(parse).then(pl.col("_parse_error")).otherwise(reason),
-        pl.when(parse).then(pl.col("_parse_detail")).otherwise(detail),
-    )
+    return [
+        (aid.is_null() | (aid.str.strip_chars() == ""), "missing_asset_id", profile.id_column),
+        (ts.is_null(), "unparseable_timestamp", "missing"),
+        (~aid.is_in(known_ids.implode()), "unknown_asset", aid),
+        (ts > pl.col("_ingested_at") + tolerance, "future_timestamp", ts.dt.to_string("%Y-%m-%dT%H:%M:%SZ")),
+    ]
 
 
 def _value_checks(profile: Profile) -> list[tuple[pl.Expr, str, str]]:
@@ -77,63 +66,74 @@ def _value_checks(profile: Profile) -> list[tuple[pl.Expr, str, str]]:
 
 
 def _outlier_checks(profile: Profile) -> list[tuple[pl.Expr, str, str]]:
+    """|x - mean| > k * std against the `_mu_<sensor>` / `_sd_<sensor>` columns of the (asset, date) group."""
     k = profile.quality.outlier_sigma
-    keys = [profile.id_column, "date"]
-    checks = []
-    for s in profile.sensor_names:
-        x = pl.col(s)
-        deviation = (x - x.mean().over(keys)).abs()
-        checks.append(((deviation > k * x.std().over(keys)).fill_null(False), "outlier", s))
-    return checks
+    return [
+        ((pl.col(s) - pl.col(f"_mu_{s}")).abs() > k * pl.col(f"_sd_{s}"), "outlier", s) for s in profile.sensor_names
+    ]
+
+
+def _split(frame: pl.DataFrame, checks: list[tuple[pl.Expr, str, str | pl.Expr]], parse_column: str | None = None):
+    """(passing rows, failing rows with _reason/_reason_detail). The cheap any-check runs on every row; the
+    reason of the first failing check is worked out only for the (few) failing rows."""
+    conds = [c.fill_null(False) for c, _, _ in checks]
+    if parse_column is not None:
+        conds.append(pl.col(parse_column).is_not_null())
+    mask = frame.select(pl.any_horizontal(conds)).to_series()
+    failing = frame.filter(mask)
+    reason, detail = _first_failing([(c.fill_null(False), code, det) for c, code, det in checks])
+    if parse_column is not None:
+        parsed = pl.col(parse_column).is_not_null()
+        reason = pl.when(parsed).then(pl.col(parse_column)).otherwise(reason)
+        detail = pl.when(parsed).then(pl.col("_parse_detail")).otherwise(detail)
+    return frame.filter(~mask), failing.with_columns(_reason=reason, _reason_detail=detail)
 
 
 def _stuck_flags(frame: pl.DataFrame, profile: Profile) -> pl.Series:
-    """is_stuck: some sensor has min == max over (t - w, t] with >= stuck_min_readings readings, per asset+date."""
+    """is_stuck: some sensor unchanged over (t - w, t] of the same asset and date, >= stuck_min_readings readings.
+
+    `frame` is sorted by asset, then time."""
     if frame.height == 0:
         return pl.Series("is_stuck", [], pl.Boolean)
-    aggs = [pl.len().alias("_n")]
+    index = WindowIndex(frame, profile.id_column, profile.time_column)
+    seconds = stuck_window_seconds(profile)
+    stuck = np.zeros(frame.height, dtype=bool)
     for s in profile.sensor_names:
-        aggs += [pl.col(s).min().alias(f"_min_{s}"), pl.col(s).max().alias(f"_max_{s}")]
-    rolled = rolling_aligned(
-        frame,
-        time=profile.time_column,
-        group_by=[profile.id_column, "date"],
-        period_s=stuck_window_seconds(profile),
-        aggs=aggs,
-    )
-    enough = pl.col("_n") >= profile.quality.stuck_min_readings
-    flat = [pl.col(f"_min_{s}") == pl.col(f"_max_{s}") for s in profile.sensor_names]
-    return rolled.select((enough & reduce(lambda a, b: a | b, flat)).alias("is_stuck")).to_series()
+        flat, count = flat_in_window(change_prefix(frame.get_column(s).to_numpy(), index), index, seconds, True)
+        stuck |= flat & (count >= profile.quality.stuck_min_readings)
+    return pl.Series("is_stuck", stuck)
+
+
+def _deduplicate(ok: pl.DataFrame, aid: str, ts: str) -> tuple[pl.DataFrame, dict[date, int]]:
+    """Keep the first row of each (asset, timestamp) by ingestion order; count the others per date."""
+    dup = ok.select(pl.struct(aid, ts).is_duplicated()).to_series()
+    if not dup.any():
+        return ok, {}
+    contested = ok.filter(dup).sort([aid, ts, *ORDER_KEYS])
+    first = contested.select(pl.struct(aid, ts).is_first_distinct()).to_series()
+    dropped = contested.filter(~first).group_by("date").len()
+    return pl.concat([ok.filter(~dup), contested.filter(first)]), {d: int(n) for d, n in dropped.iter_rows()}
 
 
 def validate(bronze: pl.DataFrame, metadata: pl.DataFrame, profile: Profile) -> SilverResult:
     """bronze rows (any dates) + fleet metadata -> silver, quarantine and duplicate counts per date."""
     aid, ts = profile.id_column, profile.time_column
     known_ids = metadata.get_column(aid).cast(pl.String)
-    reason, detail = _pre_dedup_reason(profile, known_ids)
-    frame = bronze.with_columns(_reason=reason, _reason_detail=detail)
 
-    rejected = [frame.filter(pl.col("_reason").is_not_null())]
-    ok = frame.filter(pl.col("_reason").is_null()).sort([aid, ts, *ORDER_KEYS])
-    first = pl.struct(aid, ts).is_first_distinct()
-    dup_counts = ok.filter(~first).group_by("date").len()
-    duplicates = {d: int(n) for d, n in dup_counts.iter_rows()}
-    ok = ok.filter(first)
-
-    reason, detail = _first_failing(_value_checks(profile))
-    ok = ok.with_columns(_reason=reason, _reason_detail=detail)
-    rejected.append(ok.filter(pl.col("_reason").is_not_null()))
-    ok = ok.filter(pl.col("_reason").is_null())
-
-    reason, detail = _first_failing(_outlier_checks(profile))
-    ok = ok.with_columns(_reason=reason, _reason_detail=detail)
-    rejected.append(ok.filter(pl.col("_reason").is_not_null()))
-    ok = ok.filter(pl.col("_reason").is_null())
+    ok, rejected_pre = _split(bronze, _pre_dedup_checks(profile, known_ids), parse_column="_parse_error")
+    ok, duplicates = _deduplicate(ok, aid, ts)
+    ok, rejected_values = _split(ok, _value_checks(profile))
+    keys = [aid, "date"]
+    stats = [pl.col(s).mean().over(keys).alias(f"_mu_{s}") for s in profile.sensor_names]
+    stats += [pl.col(s).std().over(keys).alias(f"_sd_{s}") for s in profile.sensor_names]
+    ok, rejected_outliers = _split(ok.with_columns(stats), _outlier_checks(profile))
 
     q_schema = quarantine_schema(profile)
+    rejected = [rejected_pre, rejected_values, rejected_outliers]
     quarantine = pl.concat([r.select(q_schema.names()) for r in rejected]).cast(dict(q_schema))
     quarantine = quarantine.sort(["date", "_source_file", "_source_row"], nulls_last=True)
 
+    ok = ok.sort(aid, ts)
     ok = ok.with_columns(is_stuck=_stuck_flags(ok, profile))
     meta = metadata.with_columns(pl.col(aid).cast(pl.String))
     extra = [c for c in meta.columns if c not in ok.columns or c == aid]

@@ -69,40 +69,48 @@ class _WindowPlan:
 def window_sums(index: WindowIndex, seconds: int, prefix: np.ndarray) -> np.ndarray:
     """Sum over each row's window, from per-segment prefix sums (cumulative sums restarting each segment).
 
-    Same segment: prefix[i] - prefix[j-1]. Window reaching back into earlier segments (days): the rest of j's
-    segment, then whole segments in between, then prefix[i] — always added in that order.
+    `prefix` is (rows,) or (rows, k) for k series at once. Same segment: prefix[i] - prefix[j-1]. Window reaching
+    back into earlier segments (days): the rest of j's segment, then whole segments in between, then prefix[i] —
+    always added in that order.
     """
     p = index.plan(seconds)
-    before = np.where(p.has_before, prefix[p.before], 0.0)
+    col = (lambda m: m[:, None]) if prefix.ndim == 2 else (lambda m: m)
+    before = np.where(col(p.has_before), prefix[p.before], 0.0)
     across = prefix[p.last_of_j] - before
     if p.middle:
         seg_totals = prefix[p.segment_last]
         for inside, seg in p.middle:
-            across = across + np.where(inside, seg_totals[seg], 0.0)
+            across = across + np.where(col(inside), seg_totals[seg], 0.0)
     at_i = prefix[p.rows]
-    return np.where(p.same, at_i - before, across + at_i)
+    return np.where(col(p.same), at_i - before, across + at_i)
 
 
-class Moments:
-    """Per-segment prefix sums of a centred sensor and its square, shared by every window length."""
-
-    def __init__(self, x: np.ndarray, centre: float, index: WindowIndex) -> None:
-        c = x - centre
-        prefixes = pl.DataFrame({"a": c, "b": c * c, "s": index.segment}).select(
-            pl.col("a").cum_sum().over("s"), pl.col("b").cum_sum().over("s")
-        )
-        self.centre = centre
-        self.prefix = prefixes.get_column("a").to_numpy()
-        self.prefix_sq = prefixes.get_column("b").to_numpy()
+def segment_prefixes(
+    frame: pl.DataFrame, centres: dict[str, float], index: WindowIndex
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per sensor, the per-segment prefix sums of (x - centre) and (x - centre)^2."""
+    exprs = []
+    for name, centre in centres.items():
+        c = pl.col(name) - centre
+        exprs += [
+            c.cum_sum().over("_segment").alias(f"{name}:1"),
+            (c * c).cum_sum().over("_segment").alias(f"{name}:2"),
+        ]
+    sums = frame.select(*centres).with_columns(_segment=pl.Series(index.segment)).select(exprs)
+    return {
+        name: (sums.get_column(f"{name}:1").to_numpy(), sums.get_column(f"{name}:2").to_numpy()) for name in centres
+    }
 
 
 def mean_and_std(
-    moments: Moments, index: WindowIndex, seconds: int, flat: np.ndarray | None = None
+    prefix: tuple[np.ndarray, np.ndarray],
+    centre: float,
+    index: WindowIndex,
+    seconds: int,
+    flat: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Window mean and sample std (ddof=1; NaN below two readings; 0 where `flat` says min == max)."""
-    centre = moments.centre
-    s = window_sums(index, seconds, moments.prefix)
-    ss = window_sums(index, seconds, moments.prefix_sq)
+    """Window mean and sample std (ddof=1; NaN below two readings; 0 where `flat`: no change in the window)."""
+    s, ss = window_sums(index, seconds, prefix[0]), window_sums(index, seconds, prefix[1])
     n = index.plan(seconds).count
     mean = s / n + centre
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -111,3 +119,25 @@ def mean_and_std(
     if flat is not None:
         std = np.where(flat & (n >= 2), 0.0, std)
     return mean, std
+
+
+def change_prefix(x: np.ndarray, index: WindowIndex) -> np.ndarray:
+    """Integer prefix count of value changes (a new asset counts as a change): exact, order-independent."""
+    changed = np.ones(len(x), dtype=np.int64)
+    if len(x) > 1:
+        changed[1:] = (x[1:] != x[:-1]) | (index.asset[1:] != index.asset[:-1])
+    return np.cumsum(changed)
+
+
+def flat_in_window(
+    prefix: np.ndarray, index: WindowIndex, seconds: int, same_segment: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """(value unchanged over the whole window, readings in the window) per wanted row.
+
+    `same_segment` clips windows at the start of the row's (asset, day) segment.
+    """
+    p = index.plan(seconds)
+    j = p.start
+    if same_segment:
+        j = np.maximum(j, index.segment_first[index.segment[p.rows]])
+    return prefix[p.rows] == prefix[j], p.rows - j + 1

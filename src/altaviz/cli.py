@@ -6,19 +6,19 @@ on stderr and exit code 2.
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from altaviz.console import friendly as _friendly
+from altaviz.console import out
 from altaviz.errors import AltavizError
+from altaviz.ml.cli import register as register_ml_commands
 from altaviz.settings import get_settings
 
 app = typer.Typer(help="Altaviz: predictive maintenance for industrial equipment fleets.", no_args_is_help=True)
@@ -28,24 +28,7 @@ profiles_app = typer.Typer(help="Asset profiles.")
 app.add_typer(db_app, name="db")
 app.add_typer(lake_app, name="lake")
 app.add_typer(profiles_app, name="profiles")
-
-out = Console()
-err = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _friendly(fn: F) -> F:
-    """Print AltavizError as one line and exit 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except AltavizError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
+register_ml_commands(app)
 
 
 class Format(StrEnum):
@@ -270,7 +253,8 @@ def profiles_show(
 
     p = load_profile(name)
     t = Table(title=f"profile {p.name}: {p.description}")
-    for col in ("sensor", "unit", "physical range", "normal band", "warning", "critical"):
+    t.add_column("sensor", no_wrap=True)
+    for col in ("unit", "physical range", "normal band", "warning", "critical"):
         t.add_column(col)
     for n, s in p.sensors.items():
         t.add_row(

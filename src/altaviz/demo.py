@@ -6,7 +6,6 @@ import time
 from datetime import timedelta
 
 from rich.console import Console
-from rich.table import Table
 
 from altaviz.settings import Settings
 
@@ -40,15 +39,8 @@ def run_demo(settings: Settings, *, assets: int = 10, days: int = 7, seed: int =
         report = run_etl(raw, settings.lake, profile, database_url=url, progress=progress)
     alerts = _alerts_by_severity(url)
 
-    t = Table(title="Altaviz demo")
-    t.add_column("what")
-    t.add_column("value", justify="right")
-    t.add_row("bronze rows (this run)", f"{report.bronze_rows:,}")
-    t.add_row("silver rows", f"{report.silver_rows:,}")
-    t.add_row("gold rows", f"{report.gold_rows:,}")
-    t.add_row("duplicates dropped", f"{report.duplicates_dropped:,}")
-    for reason, n in sorted(report.quarantined.items()):
-        t.add_row(f"quarantined: {reason}", f"{n:,}")
+    t = report.summary_table()
+    t.title = "Altaviz demo"
     for severity, n in sorted(alerts.items()):
         t.add_row(f"alerts: {severity}", f"{n:,}")
     t.add_row("lake", str(settings.lake.resolve()))

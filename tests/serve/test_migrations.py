@@ -40,12 +40,35 @@ EXPECTED_COLUMNS = {
         "first_seen",
     ],
     "data_quality_metrics": ["date", "layer", "metric", "value", "details", "computed_at"],
+    "rul_predictions": [
+        "compressor_id",
+        "as_of",
+        "rul_days",
+        "p_fail_7d",
+        "p_fail_14d",
+        "p_fail_30d",
+        "model_version",
+        "scored_at",
+    ],
+    "ml_anomaly_predictions": [
+        "compressor_id",
+        "timestamp",
+        "sensor_values",
+        "is_anomaly",
+        "anomaly_score",
+        "rule_based_anomaly",
+        "rule_status",
+        "model_version",
+        "scored_at",
+    ],
 }
 PRIMARY_KEYS = {
     "compressors": ["compressor_id"],
     "sensor_readings_agg": ["compressor_id", "sensor", "hour_start"],
     "alert_history": ["compressor_id", "sensor", "hour_start", "severity"],
     "data_quality_metrics": ["date", "layer", "metric"],
+    "rul_predictions": ["compressor_id", "as_of"],
+    "ml_anomaly_predictions": ["compressor_id", "timestamp"],
 }
 
 

@@ -127,20 +127,14 @@ def run_silver(
         for chunk in chunk_dates(counts, dates):
             rows = read_dates(bronze, chunk)
             result = eng.validate(rows, metadata, profile)
-            write_delta(
-                _table(lake, SILVER),
-                result.silver,
-                mode="replace",
-                replace_partitions=chunk,
-                metadata={"altaviz.stage": "silver", "altaviz.dates": [str(d) for d in chunk]},
-            )
-            write_delta(
-                _table(lake, QUARANTINE),
-                result.quarantine,
-                mode="replace",
-                replace_partitions=chunk,
-                metadata={"altaviz.stage": "quarantine", "altaviz.dates": [str(d) for d in chunk]},
-            )
+            for stage, rel, frame in (("silver", SILVER, result.silver), ("quarantine", QUARANTINE, result.quarantine)):
+                write_delta(
+                    _table(lake, rel),
+                    frame,
+                    mode="replace",
+                    replace_partitions=chunk,
+                    metadata={"altaviz.stage": stage, "altaviz.dates": [str(d) for d in chunk]},
+                )
             by_date = lambda f, d: f.filter(pl.col("date") == d)  # noqa: E731
             for d in chunk:
                 b = by_date(rows, d)

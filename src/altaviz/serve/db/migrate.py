@@ -20,8 +20,15 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-HEAD_REVISION = "0001"
-TABLES = ("compressors", "sensor_readings_agg", "alert_history", "data_quality_metrics")
+HEAD_REVISION = "0002"
+TABLES = (
+    "compressors",
+    "sensor_readings_agg",
+    "alert_history",
+    "data_quality_metrics",
+    "rul_predictions",
+    "ml_anomaly_predictions",
+)
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")
 
 

@@ -20,6 +20,7 @@ from altaviz.console import out
 from altaviz.errors import AltavizError
 from altaviz.ml.cli import register as register_ml_commands
 from altaviz.settings import get_settings
+from altaviz.stream.cli import register as register_stream_commands
 
 app = typer.Typer(help="Altaviz: predictive maintenance for industrial equipment fleets.", no_args_is_help=True)
 db_app = typer.Typer(help="The serving PostgreSQL database (embedded unless ALTAVIZ_DATABASE_URL is set).")
@@ -29,6 +30,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(lake_app, name="lake")
 app.add_typer(profiles_app, name="profiles")
 register_ml_commands(app)
+register_stream_commands(app)
 
 
 class Format(StrEnum):

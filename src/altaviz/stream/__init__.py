@@ -1,0 +1,1 @@
+"""Real-time path: Kafka-protocol ingest, event-time windows, online anomaly detection."""

@@ -110,7 +110,9 @@ def write_delta(
             raise ValueError("replace mode needs a partition column")
         wanted = {_partition_value(v) for v in (replace_partitions or [])}
         now = int(time.time() * 1000)
-        for add in pa.table(dt.get_add_actions(flatten=True)).to_pylist():
+        # from_stream, not pa.table(): pa.table() probes for pandas and imports it (≈1 s) when installed
+        actions_table = pa.RecordBatchReader.from_stream(dt.get_add_actions(flatten=True)).read_all()
+        for add in actions_table.to_pylist():
             if _partition_value(add.get(f"partition.{partition_by}")) in wanted:
                 removes.append(
                     RemoveAction(

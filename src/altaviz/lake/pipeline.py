@@ -89,14 +89,20 @@ def rows_per_date(path: Path) -> dict[date, int]:
     return {d: int(n) for d, n in counts.iter_rows() if d is not None}
 
 
-def chunk_dates(counts: dict[date, int], dates: Iterable[date], max_rows: int = MAX_CHUNK_ROWS) -> list[list[date]]:
-    """Consecutive dates grouped so each group holds at most `max_rows` rows (a single date may exceed it)."""
+def chunk_dates(
+    counts: dict[date, int], dates: Iterable[date], max_rows: int = MAX_CHUNK_ROWS, *, contiguous_only: bool = True
+) -> list[list[date]]:
+    """Dates grouped so each group holds at most `max_rows` rows (a single date may exceed it).
+
+    `contiguous_only`: a gap between dates starts a new group (gold reads a lookback span from the group's first
+    to its last date). Silver has no cross-date state, so it groups scattered dates (e.g. far-future ones) too.
+    """
     chunks: list[list[date]] = []
     current: list[date] = []
     total = 0
     for d in sorted(set(dates)):
         n = counts.get(d, 0)
-        contiguous = not current or d - current[-1] == timedelta(days=1)
+        contiguous = not contiguous_only or not current or d - current[-1] == timedelta(days=1)
         if current and (total + n > max_rows or not contiguous):
             chunks.append(current)
             current, total = [], 0
@@ -107,12 +113,19 @@ def chunk_dates(counts: dict[date, int], dates: Iterable[date], max_rows: int = 
     return chunks
 
 
-def _ledger_for(lake: Path, bronze_day: pl.DataFrame) -> pl.DataFrame | None:
+def _ledger_for(lake: Path, bronze_rows: pl.DataFrame) -> pl.DataFrame | None:
+    """Ledger entries (one per ingested file) of the files these bronze rows came from."""
     ledger = _table(lake, BRONZE_LEDGER)
-    if not _exists(ledger) or bronze_day.height == 0:
+    if not _exists(ledger) or bronze_rows.height == 0:
         return None
-    files = bronze_day.get_column("_source_file").unique().implode()
+    files = bronze_rows.get_column("_source_file").unique().implode()
     return pl.scan_delta(str(ledger)).filter(pl.col("source_file").is_in(files)).collect()
+
+
+def _ledger_subset(ledger: pl.DataFrame | None, bronze_day: pl.DataFrame) -> pl.DataFrame | None:
+    if ledger is None or bronze_day.height == 0:
+        return None
+    return ledger.filter(pl.col("source_file").is_in(bronze_day.get_column("_source_file").unique().implode()))
 
 
 def run_silver(
@@ -124,7 +137,7 @@ def run_silver(
     counts = rows_per_date(bronze)
     reports = []
     with progress.step("silver + quarantine", total=len(dates)) as step:
-        for chunk in chunk_dates(counts, dates):
+        for chunk in chunk_dates(counts, dates, contiguous_only=False):
             rows = read_dates(bronze, chunk)
             result = eng.validate(rows, metadata, profile)
             for stage, rel, frame in (("silver", SILVER, result.silver), ("quarantine", QUARANTINE, result.quarantine)):
@@ -136,6 +149,7 @@ def run_silver(
                     metadata={"altaviz.stage": stage, "altaviz.dates": [str(d) for d in chunk]},
                 )
             by_date = lambda f, d: f.filter(pl.col("date") == d)  # noqa: E731
+            ledger = _ledger_for(lake, rows)
             for d in chunk:
                 b = by_date(rows, d)
                 report = quality_report(
@@ -145,7 +159,7 @@ def run_silver(
                     by_date(result.quarantine, d),
                     result.duplicates_dropped.get(d, 0),
                     profile,
-                    _ledger_for(lake, b),
+                    _ledger_subset(ledger, b),
                 )
                 write_metrics(lake, report)
                 reports.append(report)

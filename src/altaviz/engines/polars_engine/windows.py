@@ -104,14 +104,20 @@ def segment_prefixes(
 
 def mean_and_std(
     prefix: tuple[np.ndarray, np.ndarray],
-    centre: float,
+    centre: float | np.ndarray,
     index: WindowIndex,
     seconds: int,
     flat: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Window mean and sample std (ddof=1; NaN below two readings; 0 where `flat`: no change in the window)."""
+    """Window mean and sample std (ddof=1; NaN below two readings; 0 where `flat`: no change in the window).
+
+    `prefix` holds the prefix sums of (x - centre) and (x - centre)^2, each (rows,) or (rows, k) for k sensors at
+    once (`centre` then has k entries, `flat` is (rows, k)): every element gets the same operations either way.
+    """
     s, ss = window_sums(index, seconds, prefix[0]), window_sums(index, seconds, prefix[1])
     n = index.plan(seconds).count
+    if s.ndim == 2:
+        n = n[:, None]
     mean = s / n + centre
     with np.errstate(invalid="ignore", divide="ignore"):
         var = np.maximum(ss - s * s / n, 0.0) / (n - 1)

@@ -61,6 +61,35 @@ EXPECTED_COLUMNS = {
         "model_version",
         "scored_at",
     ],
+    "sensor_readings": [
+        "compressor_id",
+        "timestamp",
+        "vibration_mms",
+        "discharge_temp_f",
+        "suction_pressure_psi",
+        "discharge_pressure_psi",
+        "horsepower",
+        "gas_flow_mcfd",
+        "alert_mask",
+        "kafka_partition",
+        "kafka_offset",
+        "published_at",
+        "stored_at",
+    ],
+    "sensor_aggregates": [
+        "window_start",
+        "window_end",
+        "compressor_id",
+        "sensor",
+        "avg",
+        "min",
+        "max",
+        "stddev",
+        "count",
+        "anomaly_count",
+        "computed_at",
+    ],
+    "stream_progress": ["consumer_group", "topic", "partition", "next_offset", "watermark", "updated_at"],
 }
 PRIMARY_KEYS = {
     "compressors": ["compressor_id"],
@@ -69,6 +98,9 @@ PRIMARY_KEYS = {
     "data_quality_metrics": ["date", "layer", "metric"],
     "rul_predictions": ["compressor_id", "as_of"],
     "ml_anomaly_predictions": ["compressor_id", "timestamp"],
+    "sensor_readings": ["compressor_id", "timestamp"],
+    "sensor_aggregates": ["compressor_id", "sensor", "window_start"],
+    "stream_progress": ["consumer_group", "topic", "partition"],
 }
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 TABLES = (
     "compressors",
     "sensor_readings_agg",
@@ -28,6 +28,9 @@ TABLES = (
     "data_quality_metrics",
     "rul_predictions",
     "ml_anomaly_predictions",
+    "sensor_readings",
+    "sensor_aggregates",
+    "stream_progress",
 )
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")
 

@@ -12,7 +12,7 @@ from types import ModuleType
 
 from altaviz.errors import AltavizError
 
-ENGINES = ("polars",)
+ENGINES = ("polars", "spark")
 
 
 class EngineError(AltavizError):
@@ -24,4 +24,10 @@ def get_engine(name: str = "polars") -> ModuleType:
         from altaviz.engines import polars_engine
 
         return polars_engine
+    if name == "spark":
+        try:
+            from altaviz.engines import spark_engine
+        except ImportError as exc:
+            raise EngineError(f"engine 'spark': PySpark is not installed ({exc})") from exc
+        return spark_engine
     raise EngineError(f"engine {name!r}: unknown (expected one of {list(ENGINES)})")

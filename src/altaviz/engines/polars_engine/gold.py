@@ -38,10 +38,13 @@ _OPS = {
 }
 
 
-def _centre(profile: Profile, sensor: str) -> float:
+def _centre(profile: Profile, sensor: str) -> pl.Expr:
+    """A value near the sensor's readings, subtracted before squaring so the sums keep the variance accurate:
+    the middle of the normal band, scaled by the metadata column for `relative_to` sensors (constant per asset)."""
     spec = profile.sensors[sensor]
-    lo, hi = spec.physical_range if spec.relative_to else spec.normal_band
-    return (lo + hi) / 2
+    lo, hi = spec.normal_band
+    mid = pl.lit((lo + hi) / 2)
+    return mid * pl.col(spec.relative_to) if spec.relative_to else mid
 
 
 def _rolling_features(frame: pl.DataFrame, profile: Profile, spec: FeatureSpec, out: pl.Series) -> pl.DataFrame:
@@ -53,6 +56,7 @@ def _rolling_features(frame: pl.DataFrame, profile: Profile, spec: FeatureSpec, 
     moment_sensors = sorted({f.sensor for f in spec.rolling if f.stat in ("mean", "std")})
     centres = {s: _centre(profile, s) for s in moment_sensors}
     prefixes = segment_prefixes(frame, centres, index)
+    centre_rows = frame.select(**centres)[index.rows] if centres else None
     # all sensors side by side: one gather per window length instead of one per sensor (same arithmetic)
     stacked = tuple(np.column_stack([prefixes[s][k] for s in moment_sensors]) for k in (0, 1)) if centres else ()
     del prefixes
@@ -80,7 +84,8 @@ def _rolling_features(frame: pl.DataFrame, profile: Profile, spec: FeatureSpec, 
                 for s in sensors
             ]
         )
-        mean, std = mean_and_std(prefix, np.array([centres[s] for s in sensors]), index, seconds, flat)
+        centre = np.column_stack([centre_rows.get_column(s).to_numpy() for s in sensors])
+        mean, std = mean_and_std(prefix, centre, index, seconds, flat)
         for f in feats:
             if f.stat in ("mean", "std") and f.sensor in sensors:
                 k = sensors.index(f.sensor)

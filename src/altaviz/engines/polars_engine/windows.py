@@ -86,9 +86,13 @@ def window_sums(index: WindowIndex, seconds: int, prefix: np.ndarray) -> np.ndar
 
 
 def segment_prefixes(
-    frame: pl.DataFrame, centres: dict[str, float], index: WindowIndex
+    frame: pl.DataFrame, centres: dict[str, pl.Expr], index: WindowIndex
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per sensor, the per-segment prefix sums of (x - centre) and (x - centre)^2."""
+    """Per sensor, the per-segment prefix sums of (x - centre) and (x - centre)^2.
+
+    A centre is a constant or an expression that is constant per asset (e.g. a multiple of rated horsepower), so
+    it is constant inside every window and `mean = sum / n + centre` holds.
+    """
     exprs = []
     for name, centre in centres.items():
         c = pl.col(name) - centre
@@ -96,7 +100,7 @@ def segment_prefixes(
             c.cum_sum().over("_segment").alias(f"{name}:1"),
             (c * c).cum_sum().over("_segment").alias(f"{name}:2"),
         ]
-    sums = frame.select(*centres).with_columns(_segment=pl.Series(index.segment)).select(exprs)
+    sums = frame.with_columns(_segment=pl.Series(index.segment)).select(exprs)
     return {
         name: (sums.get_column(f"{name}:1").to_numpy(), sums.get_column(f"{name}:2").to_numpy()) for name in centres
     }
@@ -104,7 +108,7 @@ def segment_prefixes(
 
 def mean_and_std(
     prefix: tuple[np.ndarray, np.ndarray],
-    centre: float | np.ndarray,
+    centre: float | np.ndarray,  # per output row (rows,) / (rows, k), or a constant
     index: WindowIndex,
     seconds: int,
     flat: np.ndarray | None = None,

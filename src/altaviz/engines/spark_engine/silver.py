@@ -1,0 +1,192 @@
+"""Silver stage rendered in Spark: validate, deduplicate, quarantine with reasons, flag stuck sensors, enrich.
+
+The rules and their order are those of `altaviz.profiles.spec` (see its docstring); this module only renders them,
+with the same semantics as the Polars engine. Every bronze row is classified in a few selects over one frame:
+
+  1. broadcast left join of the fleet metadata (known ids + the columns silver is enriched with)
+  2. reason of rules 1-5 (first failing, CASE WHEN in rule order)
+  3. duplicates: `row_number` over (asset, timestamp) by (_ingested_at, _source_file, _source_row) among rows
+     that passed 1-5; rows numbered > 1 are dropped and counted
+  4. reason of rules 7-9, then per-(asset, date) mean / sample std over the rows that passed 1-9, rule 10
+  5. is_stuck over the range window (t - w, t] in epoch microseconds, partitioned by asset and date
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from pyspark.sql import Column, Window
+from pyspark.sql import functions as F
+
+from altaviz.engines.spark_engine.schema import conform
+from altaviz.lake.schema import bronze_schema, metadata_schema, quarantine_schema, silver_schema
+from altaviz.profiles.model import Profile
+from altaviz.profiles.spec import future_tolerance_seconds, range_rules, stuck_window_seconds
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+ORDER_KEYS = ("_ingested_at", "_source_file", "_source_row")
+US = 1_000_000
+KNOWN = "_known_asset"
+REASON, DETAIL = "_reason", "_reason_detail"
+DUP = "_duplicate"
+
+
+@dataclass
+class SparkSilverResult:
+    """`classified`: every bronze row with its reason (null when kept), duplicate flag and is_stuck."""
+
+    classified: DataFrame
+    profile: Profile
+
+    @property
+    def silver(self) -> DataFrame:
+        keep = F.col(REASON).isNull() & ~F.col(DUP)
+        return conform(self.classified.filter(keep), silver_schema(self.profile))
+
+    @property
+    def quarantine(self) -> DataFrame:
+        return conform(self.classified.filter(F.col(REASON).isNotNull()), quarantine_schema(self.profile))
+
+    @cached_property
+    def duplicates_dropped(self) -> dict[date, int]:
+        rows = self.classified.filter(F.col(DUP)).groupBy("date").count().collect()
+        return {r["date"]: int(r["count"]) for r in rows}
+
+    @property
+    def total_duplicates(self) -> int:
+        return sum(self.duplicates_dropped.values())
+
+
+def first_failing(checks: list[tuple[Column, str, Column]]) -> tuple[Column, Column]:
+    """(reason, detail) of the first check that holds (a null condition does not hold), else nulls."""
+    if not checks:
+        return F.lit(None).cast("string"), F.lit(None).cast("string")
+    cond, code, det = checks[0]
+    reason, detail = F.when(cond, F.lit(code)), F.when(cond, det.cast("string"))
+    for cond, code, det in checks[1:]:
+        reason, detail = reason.when(cond, F.lit(code)), detail.when(cond, det.cast("string"))
+    return reason, detail
+
+
+def _pre_dedup_checks(profile: Profile) -> list[tuple[Column, str, Column]]:
+    """Rules 1-5: the reader's parse error, then missing id, timestamp, unknown asset, future timestamp."""
+    aid, ts = F.col(profile.id_column), F.col(profile.time_column)
+    tolerance_us = future_tolerance_seconds(profile) * US
+    return [
+        (F.col("_parse_error").isNotNull(), None, F.col("_parse_detail")),  # reason = the parse error itself
+        (aid.isNull() | aid.rlike(r"^\s*$"), "missing_asset_id", F.lit(profile.id_column)),
+        (ts.isNull(), "unparseable_timestamp", F.lit("missing")),
+        (F.col(KNOWN).isNull(), "unknown_asset", aid),
+        (
+            F.unix_micros(ts) > F.unix_micros(F.col("_ingested_at")) + F.lit(tolerance_us),
+            "future_timestamp",
+            F.date_format(ts, "yyyy-MM-dd'T'HH:mm:ss'Z'"),
+        ),
+    ]
+
+
+def _value_checks(profile: Profile) -> list[tuple[Column, str, Column]]:
+    """Rules 7-9 in the spec's order: nulls, non-finite values, physical range."""
+    checks = [(F.col(s).isNull(), "null_value", F.lit(s)) for s in profile.required_sensors]
+    inf = F.lit(float("inf"))
+    for s in profile.sensor_names:
+        x = F.col(s)
+        checks.append((F.isnan(x) | (x == inf) | (x == -inf), "non_finite", F.lit(s)))
+    for rule in range_rules(profile):
+        x = F.col(rule.sensor)
+        checks.append(((x < F.lit(rule.low)) | (x > F.lit(rule.high)), "out_of_physical_range", F.lit(rule.sensor)))
+    return checks
+
+
+def _reason_columns(checks: list[tuple[Column, str | None, Column]]) -> tuple[Column, Column]:
+    """Like `first_failing`, where a None code means 'the reason is the _parse_error column'."""
+    rendered = [(c, F.col("_parse_error") if code is None else F.lit(code), d) for c, code, d in checks]
+    cond, code, det = rendered[0]
+    reason, detail = F.when(cond, code), F.when(cond, det.cast("string"))
+    for cond, code, det in rendered[1:]:
+        reason, detail = reason.when(cond, code), detail.when(cond, det.cast("string"))
+    return reason, detail
+
+
+def _stuck(profile: Profile, by_time: Window) -> Column:
+    """Some sensor unchanged over (t - w, t] (min == max, no nulls) with >= stuck_min_readings readings."""
+    w_us = stuck_window_seconds(profile) * US
+    window = by_time.rangeBetween(-(w_us - 1), 0)
+    n = F.count(F.lit(1)).over(window)
+    flat = [
+        F.coalesce(
+            (F.max(s).over(window) == F.min(s).over(window)) & (F.count(s).over(window) == n),
+            F.lit(False),
+        )
+        for s in profile.sensor_names
+    ]
+    any_flat = flat[0]
+    for f in flat[1:]:
+        any_flat = any_flat | f
+    return any_flat & (n >= F.lit(profile.quality.stuck_min_readings))
+
+
+def validate(bronze: DataFrame, metadata: DataFrame, profile: Profile) -> SparkSilverResult:
+    """bronze rows (any dates) + fleet metadata -> every row classified (see `SparkSilverResult`)."""
+    aid, ts = profile.id_column, profile.time_column
+    b_cols = list(bronze_schema(profile))
+    extra = [c for c in metadata_schema(profile) if c not in b_cols]
+    meta = conform(metadata, metadata_schema(profile)).select(
+        F.col(aid).alias("_meta_id"), F.lit(True).alias(KNOWN), *extra
+    )
+    joined = conform(bronze, bronze_schema(profile)).join(F.broadcast(meta), F.col(aid) == F.col("_meta_id"), "left")
+
+    # rules 1-5
+    reason, detail = _reason_columns(_pre_dedup_checks(profile))
+    pre = joined.select(*b_cols, *extra, KNOWN, reason.alias(REASON), detail.alias(DETAIL))
+
+    # rule 6: first row of each (asset, timestamp) among rows that passed 1-5, by ingestion order
+    passed = F.col(REASON).isNull()
+    order = [F.col(k).asc_nulls_first() for k in ORDER_KEYS]
+    rank = F.row_number().over(Window.partitionBy(aid, ts, passed).orderBy(*order))
+    dup = passed & (rank > F.lit(1))
+
+    # rules 7-9 on rows that are neither rejected nor duplicates
+    v_reason, v_detail = first_failing(_value_checks(profile))
+    staged = pre.select(
+        *b_cols,
+        *extra,
+        F.coalesce(dup, F.lit(False)).alias(DUP),
+        F.when(passed & ~dup, v_reason).otherwise(F.col(REASON)).alias(REASON),
+        F.when(passed & ~dup, v_detail).otherwise(F.col(DETAIL)).alias(DETAIL),
+    )
+
+    # rule 10: per (asset, date) mean / sample std over the rows that passed 1-9
+    eligible = F.col(REASON).isNull() & ~F.col(DUP)
+    group = Window.partitionBy(aid, "date", eligible)
+    k = F.lit(profile.quality.outlier_sigma)
+    outliers = [
+        (F.abs(F.col(s) - F.avg(s).over(group)) > k * F.stddev_samp(s).over(group), "outlier", F.lit(s))
+        for s in profile.sensor_names
+    ]
+    o_reason, o_detail = first_failing(outliers)
+    checked = staged.select(
+        *b_cols,
+        *extra,
+        DUP,
+        F.when(eligible, o_reason).otherwise(F.col(REASON)).alias(REASON),
+        F.when(eligible, o_detail).otherwise(F.col(DETAIL)).alias(DETAIL),
+    )
+
+    # flag: stuck sensors over the rows that end in silver, per asset and date
+    kept = F.col(REASON).isNull() & ~F.col(DUP)
+    by_time = Window.partitionBy(aid, "date", kept).orderBy(F.unix_micros(F.col(ts)))
+    classified = checked.select(
+        *b_cols,
+        *extra,
+        DUP,
+        REASON,
+        DETAIL,
+        F.when(kept, _stuck(profile, by_time)).otherwise(F.lit(False)).alias("is_stuck"),
+    )
+    return SparkSilverResult(classified, profile)

@@ -1,0 +1,137 @@
+"""Simulated-fleet RUL data: hourly sequences of gold features per asset, with remaining life in days from the
+simulator's ground truth (`events/failures.csv`; failures up to CENSOR_DAYS after the window end are recorded,
+so a row with no later failure has a remaining life of at least end + CENSOR_DAYS - t: right-censored)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from altaviz.ml.rul.errors import RulDataError
+from altaviz.ml.rul.training import Trajectory
+
+DAY_S = 86_400.0
+STEP = "1h"  # one sequence step per hour (last reading of the hour); a 24-step window = 24 h of readings
+
+
+def feature_columns(profile) -> list[str]:
+    """Numeric gold columns the model reads: sensors, rolling stats, rates of change, derived ratios."""
+    from altaviz.profiles.spec import feature_spec
+
+    spec = feature_spec(profile)
+    return [
+        *profile.sensor_names,
+        *(f.name for f in spec.rolling),
+        *(r.name for r in spec.rates),
+        *(d.name for d in spec.derived),
+    ]
+
+
+def hourly(gold: pl.DataFrame, id_col: str, time_col: str, features: list[str]) -> pl.DataFrame:
+    """Last gold row of every (asset, hour), sorted by asset and time."""
+    missing = [c for c in [id_col, time_col, *features] if c not in gold.columns]
+    if missing:
+        raise RulDataError(f"gold features: expected columns {missing} for the RUL model, got none of them")
+    return (
+        gold.select(id_col, time_col, *features)
+        .sort(id_col, time_col)
+        .with_columns(pl.col(time_col).dt.truncate(STEP).alias("_hour"))
+        .group_by(id_col, "_hour", maintain_order=True)
+        .last()
+        .drop("_hour")
+        .with_columns(pl.col(features).cast(pl.Float64))
+    )
+
+
+def censor_time(raw_dir: Path, fallback: datetime) -> datetime:
+    """Until when the ground truth is complete: simulation end + CENSOR_DAYS (fallback: last gold time)."""
+    from datetime import timedelta
+
+    from altaviz.simulate.events import CENSOR_DAYS
+
+    meta = Path(raw_dir) / "simulation.json"
+    end = fallback
+    if meta.is_file():
+        end = datetime.fromisoformat(json.loads(meta.read_text())["end"].replace("Z", "+00:00"))
+    return end + timedelta(days=CENSOR_DAYS)
+
+
+def with_rul(frame: pl.DataFrame, failures: pl.DataFrame, id_col: str, time_col: str, censor: datetime) -> pl.DataFrame:
+    """Adds rul_days (days to the next failure, or the censoring lower bound), censored (bool) and degrading
+    (the next failure's degradation has begun: the only rows whose signals can show it)."""
+    fail = failures.select(
+        pl.col("compressor_id").alias(id_col),
+        pl.col("failure_time").str.to_datetime(time_zone="UTC").dt.cast_time_unit("us").alias("_next"),
+        pl.col("onset_time").str.to_datetime(time_zone="UTC").dt.cast_time_unit("us").alias("_onset"),
+    ).sort(id_col, "_next")
+    joined = frame.with_columns(pl.col(time_col).dt.cast_time_unit("us")).join_asof(
+        fail,
+        left_on=time_col,
+        right_on="_next",
+        by=id_col,
+        strategy="forward",
+        allow_exact_matches=False,
+        check_sortedness=False,
+    )
+    until = pl.coalesce(pl.col("_next"), pl.lit(censor, dtype=pl.Datetime("us", "UTC")))
+    return joined.with_columns(
+        ((until - pl.col(time_col)).dt.total_seconds() / DAY_S).alias("rul_days"),
+        pl.col("_next").is_null().alias("censored"),
+        (pl.col(time_col) >= pl.col("_onset")).fill_null(False).alias("degrading"),
+    ).drop("_next", "_onset")
+
+
+@dataclass
+class FleetScaler:
+    """Per-asset centring (the asset's own median: units differ in size and duty) and a fleet-wide scale."""
+
+    features: list[str]
+    scale: list[float]
+
+    @classmethod
+    def fit(cls, frame: pl.DataFrame, id_col: str, features: list[str]) -> FleetScaler:
+        centred = cls._centre(frame, id_col, features)
+        std = centred.select(pl.col(features).std()).row(0)
+        return cls(features, [float(s) if s and s > 1e-9 else 1.0 for s in std])
+
+    @staticmethod
+    def _centre(frame: pl.DataFrame, id_col: str, features: list[str]) -> pl.DataFrame:
+        return frame.with_columns([(pl.col(c) - pl.col(c).median().over(id_col)) for c in features])
+
+    def transform(self, frame: pl.DataFrame, id_col: str) -> np.ndarray:
+        centred = self._centre(frame, id_col, self.features)
+        x = centred.select(self.features).to_numpy().astype(np.float64) / np.asarray(self.scale)
+        return np.clip(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), -20, 20).astype(np.float32)
+
+
+def trajectories(frame: pl.DataFrame, x: np.ndarray, id_col: str) -> list[Trajectory]:
+    """One trajectory per asset (rows in time order), with rul_days / censored when the frame has them."""
+    ids = frame[id_col].to_numpy()
+    rul = frame["rul_days"].to_numpy().astype(np.float32) if "rul_days" in frame.columns else None
+    censored = frame["censored"].to_numpy() if "censored" in frame.columns else None
+    out = []
+    for asset in pd_unique(ids):
+        m = ids == asset
+        cens = None if censored is None else censored[m]
+        out.append(Trajectory(str(asset), x[m], None if rul is None else rul[m], censored=cens))
+    return out
+
+
+def pd_unique(values: np.ndarray) -> list:
+    """Unique values in first-seen order."""
+    _, first = np.unique(values, return_index=True)
+    return list(values[np.sort(first)])
+
+
+def split_assets(assets: list[str], held_out_fraction: float, seed: int = 7) -> tuple[list[str], list[str]]:
+    rng = np.random.default_rng(seed)
+    shuffled = list(rng.permutation(sorted(assets)))
+    n_out = max(1, int(round(len(assets) * held_out_fraction)))
+    if len(assets) - n_out < 2:
+        raise RulDataError(f"fleet RUL training: expected at least 3 assets for a held-out split, got {len(assets)}")
+    return sorted(shuffled[n_out:]), sorted(shuffled[:n_out])

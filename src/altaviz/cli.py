@@ -29,8 +29,6 @@ profiles_app = typer.Typer(help="Asset profiles.")
 app.add_typer(db_app, name="db")
 app.add_typer(lake_app, name="lake")
 app.add_typer(profiles_app, name="profiles")
-register_ml_commands(app)
-register_stream_commands(app)
 
 
 class Format(StrEnum):
@@ -118,6 +116,13 @@ def etl(
     skip_bronze: Annotated[bool, typer.Option("--skip-bronze", help="Do not ingest raw files.")] = False,
     skip_silver: Annotated[bool, typer.Option("--skip-silver", help="Do not rebuild silver.")] = False,
     skip_export: Annotated[bool, typer.Option("--skip-export", help="Do not export to PostgreSQL.")] = False,
+    engine: Annotated[
+        str | None, typer.Option(help="Engine of the silver/gold stages: polars or spark (default: settings).")
+    ] = None,
+    spark_remote: Annotated[
+        str | None,
+        typer.Option(help="Spark Connect URL sc://HOST:PORT (default: SPARK_REMOTE, else an embedded Sail server)."),
+    ] = None,
 ) -> None:
     """Raw files -> bronze -> silver (+ quarantine) -> gold -> PostgreSQL."""
     from altaviz.lake.pipeline import run_etl
@@ -128,22 +133,28 @@ def etl(
     if not raw.exists():
         raise AltavizError(f"raw directory {raw}: does not exist")
     dates = _parse_dates(date_)
+    engine = engine or settings.engine
+    if engine not in ("polars", "spark"):
+        raise AltavizError(f"--engine {engine!r}: expected polars or spark")
+    if spark_remote and engine != "spark":
+        raise AltavizError(f"--spark-remote {spark_remote}: only used with --engine spark (got --engine {engine})")
+    if spark_remote and not spark_remote.startswith("sc://"):
+        raise AltavizError(f"--spark-remote {spark_remote!r}: expected a Spark Connect URL like sc://HOST:PORT")
     database_url = None
     if not skip_export:
         from altaviz.serve.db.server import resolve_database_url
 
         database_url = resolve_database_url(settings)
+    kwargs = dict(dates=dates, skip_bronze=skip_bronze, skip_silver=skip_silver, database_url=database_url)
     with RichProgress() as progress:
-        report = run_etl(
-            raw,
-            lake or settings.lake,
-            load_profile(profile),
-            dates=dates,
-            skip_bronze=skip_bronze,
-            skip_silver=skip_silver,
-            database_url=database_url,
-            progress=progress,
-        )
+        if engine == "spark":
+            from altaviz.lake.spark_pipeline import run_etl_spark
+
+            report = run_etl_spark(
+                raw, lake or settings.lake, load_profile(profile), remote=spark_remote, progress=progress, **kwargs
+            )
+        else:
+            report = run_etl(raw, lake or settings.lake, load_profile(profile), progress=progress, **kwargs)
     out.print(report.summary_table())
 
 
@@ -153,11 +164,12 @@ def demo(
     assets: Annotated[int, typer.Option(min=1)] = 10,
     days: Annotated[int, typer.Option(min=1)] = 7,
     seed: Annotated[int, typer.Option()] = 42,
+    train: Annotated[bool, typer.Option("--train/--no-train", help="Also train and score the models.")] = True,
 ) -> None:
-    """Simulate a fleet, run the ETL into the lake and PostgreSQL, and summarise."""
+    """Simulate a fleet, run the ETL into the lake and PostgreSQL, train and score the models, and summarise."""
     from altaviz.demo import run_demo
 
-    run_demo(get_settings(), assets=assets, days=days, seed=seed, console=out)
+    run_demo(get_settings(), assets=assets, days=days, seed=seed, train=train, console=out)
 
 
 @lake_app.command("history")
@@ -269,6 +281,10 @@ def profiles_show(
         )
     out.print(t)
     out.print(f"{len(feature_spec(p).columns)} gold feature columns")
+
+
+register_ml_commands(app)
+register_stream_commands(app)
 
 
 def main() -> None:

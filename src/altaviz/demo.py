@@ -1,4 +1,5 @@
-"""`altaviz demo`: simulate a fleet, run the ETL into the lake and PostgreSQL, print a short summary."""
+"""`altaviz demo`: simulate a fleet, run the ETL into the lake and PostgreSQL, train and score the models (small,
+fast settings), print a short summary."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from rich.console import Console
 from altaviz.settings import Settings
 
 
-def run_demo(settings: Settings, *, assets: int = 10, days: int = 7, seed: int = 42, console: Console) -> dict:
+def run_demo(
+    settings: Settings, *, assets: int = 10, days: int = 7, seed: int = 42, train: bool = True, console: Console
+) -> dict:
     from altaviz.lake.pipeline import run_etl
     from altaviz.profiles import load_profile
     from altaviz.progress import RichProgress
@@ -38,16 +41,37 @@ def run_demo(settings: Settings, *, assets: int = 10, days: int = 7, seed: int =
     with RichProgress() as progress:
         report = run_etl(raw, settings.lake, profile, database_url=url, progress=progress)
     alerts = _alerts_by_severity(url)
+    models = _train_and_score(settings, raw, url, console) if train else {}
 
     t = report.summary_table()
     t.title = "Altaviz demo"
     for severity, n in sorted(alerts.items()):
         t.add_row(f"alerts: {severity}", f"{n:,}")
+    for name, value in models.items():
+        t.add_row(name, value)
     t.add_row("lake", str(settings.lake.resolve()))
     t.add_row("database", url)
     t.add_row("seconds", f"{time.perf_counter() - started:.1f}")
     console.print(t)
-    return {"report": report, "alerts": alerts, "database_url": url}
+    return {"report": report, "alerts": alerts, "database_url": url, "models": models}
+
+
+def _train_and_score(settings: Settings, raw, url: str, console: Console) -> dict[str, str]:
+    """Train both model families on the demo's gold (fast settings), register them, score into PostgreSQL."""
+    from altaviz.ml.anomaly import scoring as anomaly
+    from altaviz.ml.rul import scoring as rul
+
+    with console.status("training the anomaly detector and the RUL model (fast settings)"):
+        anomaly_version = anomaly.train_fleet(settings, fast=True)
+        rul_version = rul.train_fleet(settings, raw_dir=raw, fast=True)
+    anomalies = anomaly.score_fleet(settings, database_url=url)
+    ruls = rul.score_fleet(settings, database_url=url)
+    return {
+        "model: anomaly (version)": anomaly_version,
+        "model: rul (version)": rul_version,
+        "scored: ml_anomaly_predictions": f"{anomalies:,}",
+        "scored: rul_predictions": f"{ruls:,}",
+    }
 
 
 def _alerts_by_severity(url: str) -> dict[str, int]:

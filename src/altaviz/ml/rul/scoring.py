@@ -78,8 +78,9 @@ def evaluate_held_out(fitted: FittedRul, trajs: list[Trajectory]) -> dict:
         "precision_7d": round(precision, 4),
         "recall_7d": round(recall, 4),
         "brier_7d": round(metrics.brier(label7[ok7], prob[ok7, 0]), 4),
-        "rmse_days": round(metrics.rmse(np.minimum(rul[ok], cfg.cap), pred[ok]), 3),
-        "mae_days": round(metrics.mae(np.minimum(rul[ok], cfg.cap), pred[ok]), 3),
+        # held-out assets that never failed have only censored (lower-bound) RUL: no error to measure then
+        "rmse_days": round(metrics.rmse(np.minimum(rul[ok], cfg.cap), pred[ok]), 3) if ok.any() else None,
+        "mae_days": round(metrics.mae(np.minimum(rul[ok], cfg.cap), pred[ok]), 3) if ok.any() else None,
         "reliability_7d": metrics.reliability_curve(label7[ok7], prob[ok7, 0], n_bins=5),
     }
 

@@ -191,16 +191,23 @@ def fit_rul(trajs: list[Trajectory], cfg: RulConfig) -> FittedRul:
         val_labels.append(labels[val])
         val_known.append(l_known[val] > 0)
     probs, labs, known = np.concatenate(val_probs), np.concatenate(val_labels), np.concatenate(val_known)
-    calibrators = [
-        IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(probs[known[:, i], i], labs[known[:, i], i])
-        for i in range(len(cfg.horizons))
-    ]
+    calibrators = [_calibrator(probs[known[:, i], i], labs[known[:, i], i]) for i in range(len(cfg.horizons))]
     calibrated = calibrate(calibrators, probs)
     thresholds = [best_f1_threshold(labs[known[:, i], i], calibrated[known[:, i], i]) for i in range(len(calibrators))]
     ensemble = Ensemble(members, cfg.cap).eval()
     fitted = FittedRul(cfg, ensemble, calibrators, x.shape[2], history, time.perf_counter() - started, thresholds)
     fitted.train_cpu_seconds = time.process_time() - cpu_started
     return fitted
+
+
+def _calibrator(prob: np.ndarray, label: np.ndarray) -> IsotonicRegression:
+    """Isotonic map from the head's probability to the observed frequency on validation data. A small fleet can
+    leave a horizon without any validation row whose label is known: then the map is the identity (the head's
+    own, uncalibrated probability)."""
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+    if prob.size == 0:
+        return iso.fit(np.array([0.0, 1.0]), np.array([0.0, 1.0]))
+    return iso.fit(prob, label)
 
 
 def best_f1_threshold(labels: np.ndarray, prob: np.ndarray) -> float:

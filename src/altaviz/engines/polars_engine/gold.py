@@ -56,10 +56,8 @@ def _rolling_features(frame: pl.DataFrame, profile: Profile, spec: FeatureSpec, 
     moment_sensors = sorted({f.sensor for f in spec.rolling if f.stat in ("mean", "std")})
     centres = {s: _centre(profile, s) for s in moment_sensors}
     prefixes = segment_prefixes(frame, centres, index)
-    centre_rows = frame.select(**centres)[index.rows] if centres else None
-    # all sensors side by side: one gather per window length instead of one per sensor (same arithmetic)
-    stacked = tuple(np.column_stack([prefixes[s][k] for s in moment_sensors]) for k in (0, 1)) if centres else ()
-    del prefixes
+    # with_columns broadcasts constant centres to every row (a select of literals alone would give one row)
+    centre_rows = frame.with_columns(**{f"_centre:{s}": c for s, c in centres.items()})[index.rows]
     changes = {
         s: change_prefix(frame.get_column(s).to_numpy(), index)
         for s in {f.sensor for f in spec.rolling if f.stat == "std"}
@@ -73,25 +71,15 @@ def _rolling_features(frame: pl.DataFrame, profile: Profile, spec: FeatureSpec, 
                 frame, time=profile.time_column, group_by=[profile.id_column], period_s=seconds, aggs=aggs
             ).filter(out)
             columns.update({c: rolled.get_column(c) for c in rolled.columns})
-        sensors = sorted({f.sensor for f in feats if f.stat in ("mean", "std")})
-        if not sensors:
-            continue
-        pos = [moment_sensors.index(s) for s in sensors]
-        prefix = stacked if len(pos) == len(moment_sensors) else tuple(p[:, pos] for p in stacked)
-        flat = np.column_stack(
-            [
-                flat_in_window(changes[s], index, seconds)[0] if s in changes else np.zeros(len(index.rows), dtype=bool)
-                for s in sensors
-            ]
-        )
-        centre = np.column_stack([centre_rows.get_column(s).to_numpy() for s in sensors])
-        mean, std = mean_and_std(prefix, centre, index, seconds, flat)
-        for f in feats:
-            if f.stat in ("mean", "std") and f.sensor in sensors:
-                k = sensors.index(f.sensor)
-                values = mean[:, k] if f.stat == "mean" else std[:, k]
-                series = pl.Series(f.name, np.ascontiguousarray(values))
-                columns[f.name] = series if f.stat == "mean" else series.fill_nan(None)
+        for sensor in sorted({f.sensor for f in feats if f.stat in ("mean", "std")}):
+            flat = flat_in_window(changes[sensor], index, seconds)[0] if sensor in changes else None
+            centre = centre_rows.get_column(f"_centre:{sensor}").to_numpy()
+            mean, std = mean_and_std(prefixes[sensor], centre, index, seconds, flat)
+            for f in feats:
+                if f.sensor == sensor and f.stat == "mean":
+                    columns[f.name] = pl.Series(f.name, mean)
+                elif f.sensor == sensor and f.stat == "std":
+                    columns[f.name] = pl.Series(f.name, std).fill_nan(None)
     return pl.DataFrame([columns[f.name] for f in spec.rolling]) if columns else pl.DataFrame()
 
 

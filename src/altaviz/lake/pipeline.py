@@ -239,6 +239,38 @@ def run_export(
     return exported
 
 
+def ingest_and_target_dates(
+    raw: Path | None,
+    lake: Path,
+    profile: Profile,
+    report: EtlReport,
+    *,
+    dates: list[date] | None,
+    skip_bronze: bool,
+    progress: Progress,
+) -> list[date]:
+    """Bronze ingestion (unless skipped), then the dates the later stages work on: the given ones, else those the
+    ingestion touched, else every bronze date. Shared by every engine's pipeline; fills the report's bronze part."""
+    touched: list[date] = []
+    if not skip_bronze:
+        from altaviz.lake.bronze import ingest
+
+        if raw is None:
+            raise ValueError("raw directory required unless skip_bronze")
+        result = ingest(raw, lake, profile, dates=dates, progress=progress)
+        report.bronze_rows = result.rows
+        report.files_ingested, report.files_skipped = result.files_ingested, result.files_skipped
+        touched = sorted(result.rows_by_date)
+    if dates is not None:
+        target = sorted(set(dates))
+    elif touched or not skip_bronze:
+        target = touched
+    else:
+        target = sorted(rows_per_date(_table(lake, BRONZE)))
+    report.dates = target
+    return target
+
+
 def run_etl(
     raw: Path | None,
     lake: Path,
@@ -263,24 +295,11 @@ def run_etl(
         clock = now
 
     metadata = load_metadata(raw, lake, profile)
-    touched: list[date] = []
+    target = ingest_and_target_dates(
+        raw, lake, profile, report, dates=dates, skip_bronze=skip_bronze, progress=progress
+    )
     if not skip_bronze:
-        from altaviz.lake.bronze import ingest
-
-        if raw is None:
-            raise ValueError("raw directory required unless skip_bronze")
-        result = ingest(raw, lake, profile, dates=dates, progress=progress)
-        report.bronze_rows = result.rows
-        report.files_ingested, report.files_skipped = result.files_ingested, result.files_skipped
-        touched = sorted(result.rows_by_date)
         lap("bronze")
-    if dates is not None:
-        target = sorted(set(dates))
-    elif touched or not skip_bronze:
-        target = touched
-    else:
-        target = sorted(rows_per_date(_table(lake, BRONZE)))
-    report.dates = target
 
     reports: dict[date, dict[str, object]] = {}
     if not skip_silver and target:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from altaviz.lake.pipeline import EtlReport, gold_dates_for, rows_per_date, run_export
+from altaviz.lake.pipeline import EtlReport, gold_dates_for, ingest_and_target_dates, rows_per_date, run_export
 from altaviz.lake.quality import ConservationError, write_metrics
 from altaviz.lake.reference import load_metadata
 from altaviz.lake.schema import (
@@ -217,24 +217,11 @@ def run_etl_spark(
         clock = now
 
     metadata = load_metadata(raw, lake, profile)
-    touched: list[date] = []
+    target = ingest_and_target_dates(
+        raw, lake, profile, report, dates=dates, skip_bronze=skip_bronze, progress=progress
+    )
     if not skip_bronze:
-        from altaviz.lake.bronze import ingest
-
-        if raw is None:
-            raise ValueError("raw directory required unless skip_bronze")
-        result = ingest(raw, lake, profile, dates=dates, progress=progress)
-        report.bronze_rows = result.rows
-        report.files_ingested, report.files_skipped = result.files_ingested, result.files_skipped
-        touched = sorted(result.rows_by_date)
         lap("bronze")
-    if dates is not None:
-        target = sorted(set(dates))
-    elif touched or not skip_bronze:
-        target = touched
-    else:
-        target = sorted(rows_per_date(lake / BRONZE))
-    report.dates = target
     spark = get_session(remote)
     lap("spark session")
 

@@ -23,21 +23,12 @@ from psycopg import sql
 
 from altaviz.errors import AltavizError
 from altaviz.profiles.model import Profile
-from altaviz.serve.db.migrate import libpq_url, redact
+from altaviz.serve.db.migrate import ML_ANOMALY_PREDICTION_COLUMNS, libpq_url, redact
 from altaviz.serve.db.pgcopy import copy_chunks
 
 RAW_TABLE = "sensor_readings"
 SERVING_ID = "compressor_id"
-PREDICTION_COLUMNS = {
-    "compressor_id": "text",
-    "timestamp": "timestamptz",
-    "sensor_values": "text",
-    "is_anomaly": "bool",
-    "anomaly_score": "float8",
-    "rule_based_anomaly": "bool",
-    "rule_status": "text",
-    "model_version": "text",
-}
+PREDICTION_COLUMNS = ML_ANOMALY_PREDICTION_COLUMNS
 
 
 class SinkError(AltavizError):

@@ -18,20 +18,12 @@ from pathlib import Path
 import polars as pl
 
 from altaviz.errors import AltavizError
+from altaviz.serve.db.migrate import ML_ANOMALY_PREDICTION_COLUMNS
 
 FAMILY = "anomaly"
 SERVING_ID = "compressor_id"
 SCORE_SPAN = timedelta(days=1)
-COPY_TYPES = {
-    "compressor_id": "text",
-    "timestamp": "timestamptz",
-    "sensor_values": "text",
-    "is_anomaly": "bool",
-    "anomaly_score": "float8",
-    "rule_based_anomaly": "bool",
-    "rule_status": "text",
-    "model_version": "text",
-}
+COPY_TYPES = ML_ANOMALY_PREDICTION_COLUMNS
 
 
 class AnomalyDataError(AltavizError):

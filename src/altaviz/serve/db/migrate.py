@@ -21,6 +21,18 @@ if TYPE_CHECKING:
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 HEAD_REVISION = "0003"
+# Columns of `ml_anomaly_predictions` (migration 0002) and the PostgreSQL types a COPY stages them as; shared by
+# the batch scorer and the stream processor. `sensor_values` travels as text and is cast to jsonb on insert.
+ML_ANOMALY_PREDICTION_COLUMNS = {
+    "compressor_id": "text",
+    "timestamp": "timestamptz",
+    "sensor_values": "text",
+    "is_anomaly": "bool",
+    "anomaly_score": "float8",
+    "rule_based_anomaly": "bool",
+    "rule_status": "text",
+    "model_version": "text",
+}
 TABLES = (
     "compressors",
     "sensor_readings_agg",

@@ -37,3 +37,9 @@ def test_console_script_is_installed():
     exe = shutil.which("altaviz") or str(__import__("pathlib").Path(sys.executable).with_name("altaviz"))
     proc = subprocess.run([exe, "profiles", "list"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "compressor" in proc.stdout
+
+
+def test_score_rejects_a_bad_as_of_time():
+    result = runner.invoke(app, ["score", "--as-of", "yesterday-ish"])
+    assert result.exit_code == 2
+    assert "ISO 8601" in result.output

@@ -102,8 +102,9 @@ def main() -> None:
             }
         )
     )
-    if args.workdir is None and args.data is None:
+    if url:  # the embedded server this benchmark started (also when --data was given)
         subprocess.run([*ALTAVIZ, "db", "stop"], env=env, check=False, capture_output=True)
+    if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
 
 

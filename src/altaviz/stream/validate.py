@@ -2,8 +2,8 @@
 
 One message is one reading (a JSON object: asset id, timestamp, every sensor). A micro-batch is decoded with
 the bronze readers (`read_jsonl` + `coerce_readings`, so JSON typing is the same as for JSONL files) and
-validated with the silver rule renderers of the Polars engine (`_pre_dedup_checks`, `_value_checks`,
-`_split`): same rules, same order, same reasons. The message's publish time (Kafka timestamp) stands for the
+validated with the silver rule renderers of the Polars engine (`pre_dedup_checks`, `value_checks`,
+`split_by_checks`): same rules, same order, same reasons. The message's publish time (Kafka timestamp) stands for the
 ingestion time, so the `future_timestamp` rule gives the same answer when a message is replayed.
 
 Stream-specific steps, in this order, after the silver rules:
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from altaviz.engines.polars_engine.gold import _status_expr
-from altaviz.engines.polars_engine.silver import _pre_dedup_checks, _split, _value_checks
+from altaviz.engines.polars_engine.gold import status_expr
+from altaviz.engines.polars_engine.silver import pre_dedup_checks, split_by_checks, value_checks
 from altaviz.lake.readers.coerce import MALFORMED_RECORD, coerce_readings
 from altaviz.lake.readers.jsonl import read_jsonl
 from altaviz.lake.schema import TIME, reading_schema
@@ -83,8 +83,8 @@ def decode(
 
 def check(frame: pl.DataFrame, known_ids: pl.Series, profile: Profile) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(readings passing silver rules 1-5 and 7-9, rejected rows with `_reason` / `_reason_detail`)."""
-    ok, pre = _split(frame, _pre_dedup_checks(profile, known_ids), parse_column="_parse_error")
-    ok, values = _split(ok, _value_checks(profile))
+    ok, pre = split_by_checks(frame, pre_dedup_checks(profile, known_ids), parse_column="_parse_error")
+    ok, values = split_by_checks(ok, value_checks(profile))
     return ok, pl.concat([pre, values])
 
 
@@ -152,7 +152,7 @@ def rule_flags(ok: pl.DataFrame, metadata: pl.DataFrame, profile: Profile) -> pl
         return pl.DataFrame({"alert_mask": [0] * ok.height, "rule_status": ["normal"] * ok.height},
                             schema={"alert_mask": pl.Int32, "rule_status": pl.String})  # fmt: skip
     levels = pl.Enum(list(STATUS_LEVELS))
-    statuses = frame.select([_status_expr(rules[s]).alias(s) for s in profile.sensor_names if s in rules])
+    statuses = frame.select([status_expr(rules[s]).alias(s) for s in profile.sensor_names if s in rules])
     bits = [
         pl.when(pl.col(s) != "normal").then(1 << i).otherwise(0)
         for i, s in enumerate(profile.sensor_names)

@@ -108,7 +108,7 @@ def _rate_features(frame: pl.DataFrame, profile: Profile, spec: FeatureSpec, out
     return pl.DataFrame(columns).with_columns(pl.all().fill_nan(None))
 
 
-def _status_expr(rule: StatusRule) -> pl.Expr:
+def status_expr(rule: StatusRule) -> pl.Expr:
     x = pl.col(rule.sensor)
     scale = pl.col(rule.relative_to) if rule.relative_to else pl.lit(1.0)
     expr: pl.Expr | pl.Then = pl
@@ -146,7 +146,7 @@ def build_features(silver: pl.DataFrame, profile: Profile, dates: Iterable[date]
     gold = pl.concat([p for p in parts if p.width], how="horizontal")
     gold = gold.with_columns(
         *[_OPS[d.op](pl.col(d.left), pl.col(d.right)).alias(d.name) for d in spec.derived],
-        *[_status_expr(s) for s in spec.statuses],
+        *[status_expr(s) for s in spec.statuses],
         ts_col.dt.hour().cast(pl.Int8).alias("hour_of_day"),
         ts_col.dt.weekday().cast(pl.Int8).alias("day_of_week"),
         (ts_col.dt.weekday() >= 6).alias("is_weekend"),

@@ -41,8 +41,8 @@ def _first_failing(checks: list[tuple[pl.Expr, str, str | pl.Expr]]) -> tuple[pl
     return reason.otherwise(pl.lit(None, pl.String)), detail.otherwise(pl.lit(None, pl.String))
 
 
-def _pre_dedup_checks(profile: Profile, known_ids: pl.Series) -> list[tuple[pl.Expr, str, str | pl.Expr]]:
-    """Rules 2-5 (rule 1, the reader's parse error, is applied by `_split`)."""
+def pre_dedup_checks(profile: Profile, known_ids: pl.Series) -> list[tuple[pl.Expr, str, str | pl.Expr]]:
+    """Rules 2-5 (rule 1, the reader's parse error, is applied by `split_by_checks`)."""
     aid, ts = pl.col(profile.id_column), pl.col(profile.time_column)
     tolerance = pl.duration(seconds=future_tolerance_seconds(profile))
     return [
@@ -53,7 +53,7 @@ def _pre_dedup_checks(profile: Profile, known_ids: pl.Series) -> list[tuple[pl.E
     ]
 
 
-def _value_checks(profile: Profile) -> list[tuple[pl.Expr, str, str]]:
+def value_checks(profile: Profile) -> list[tuple[pl.Expr, str, str]]:
     checks: list[tuple[pl.Expr, str, str]] = []
     for s in profile.required_sensors:
         checks.append((pl.col(s).is_null(), "null_value", s))
@@ -73,7 +73,9 @@ def _outlier_checks(profile: Profile) -> list[tuple[pl.Expr, str, str]]:
     ]
 
 
-def _split(frame: pl.DataFrame, checks: list[tuple[pl.Expr, str, str | pl.Expr]], parse_column: str | None = None):
+def split_by_checks(
+    frame: pl.DataFrame, checks: list[tuple[pl.Expr, str, str | pl.Expr]], parse_column: str | None = None
+):
     """(passing rows, failing rows with _reason/_reason_detail). The cheap any-check runs on every row; the
     reason of the first failing check is worked out only for the (few) failing rows."""
     conds = [c.fill_null(False) for c, _, _ in checks]
@@ -120,13 +122,13 @@ def validate(bronze: pl.DataFrame, metadata: pl.DataFrame, profile: Profile) -> 
     aid, ts = profile.id_column, profile.time_column
     known_ids = metadata.get_column(aid).cast(pl.String)
 
-    ok, rejected_pre = _split(bronze, _pre_dedup_checks(profile, known_ids), parse_column="_parse_error")
+    ok, rejected_pre = split_by_checks(bronze, pre_dedup_checks(profile, known_ids), parse_column="_parse_error")
     ok, duplicates = _deduplicate(ok, aid, ts)
-    ok, rejected_values = _split(ok, _value_checks(profile))
+    ok, rejected_values = split_by_checks(ok, value_checks(profile))
     keys = [aid, "date"]
     stats = [pl.col(s).mean().over(keys).alias(f"_mu_{s}") for s in profile.sensor_names]
     stats += [pl.col(s).std().over(keys).alias(f"_sd_{s}") for s in profile.sensor_names]
-    ok, rejected_outliers = _split(ok.with_columns(stats), _outlier_checks(profile))
+    ok, rejected_outliers = split_by_checks(ok.with_columns(stats), _outlier_checks(profile))
 
     q_schema = quarantine_schema(profile)
     rejected = [rejected_pre, rejected_values, rejected_outliers]

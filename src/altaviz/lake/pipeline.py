@@ -46,6 +46,13 @@ class EtlReport:
     seconds: dict[str, float] = field(default_factory=dict)
     lake: Path | None = None
     database_url: str | None = None
+    _clock: float = field(default_factory=time.perf_counter, repr=False, compare=False)
+
+    def lap(self, stage: str) -> None:
+        """Record the seconds since the report was made or since the previous lap under `stage`."""
+        now = time.perf_counter()
+        self.seconds[stage] = now - self._clock
+        self._clock = now
 
     def summary_table(self) -> Table:
         t = Table(title=f"ETL of {len(self.dates)} date(s) into {self.lake}")
@@ -286,26 +293,18 @@ def run_etl(
     progress = progress or NullProgress()
     lake = Path(lake)
     report = EtlReport(lake=lake, database_url=database_url)
-    clock = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        report.seconds[stage] = now - clock
-        clock = now
-
     metadata = load_metadata(raw, lake, profile)
     target = ingest_and_target_dates(
         raw, lake, profile, report, dates=dates, skip_bronze=skip_bronze, progress=progress
     )
     if not skip_bronze:
-        lap("bronze")
+        report.lap("bronze")
 
     reports: dict[date, dict[str, object]] = {}
     if not skip_silver and target:
         for r in run_silver(lake, profile, target, metadata, engine, progress):
             reports[date.fromisoformat(str(r["date"]))] = r
-        lap("silver")
+        report.lap("silver")
     report.quality = list(reports.values())
     for r in reports.values():
         report.duplicates_dropped += int(r["duplicates_dropped"])  # type: ignore[arg-type]
@@ -322,8 +321,8 @@ def run_etl(
             export = background.submit(run_export, database_url, lake, profile, target, metadata, reports, progress)
         if gold_dates:
             report.gold_rows = run_gold(lake, profile, gold_dates, engine, progress)
-            lap("gold")
+            report.lap("gold")
         if export is not None:
             report.exported = export.result()
-            lap("export (after gold)")
+            report.lap("export (after gold)")
     return report

@@ -10,7 +10,6 @@ metrics are aggregated on Spark and formatted exactly as `altaviz.lake.quality.q
 from __future__ import annotations
 
 import shutil
-import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -208,22 +207,14 @@ def run_etl_spark(
     progress = progress or NullProgress()
     lake = Path(lake)
     report = EtlReport(lake=lake, database_url=database_url)
-    clock = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        report.seconds[stage] = now - clock
-        clock = now
-
     metadata = load_metadata(raw, lake, profile)
     target = ingest_and_target_dates(
         raw, lake, profile, report, dates=dates, skip_bronze=skip_bronze, progress=progress
     )
     if not skip_bronze:
-        lap("bronze")
+        report.lap("bronze")
     spark = get_session(remote)
-    lap("spark session")
+    report.lap("spark session")
 
     reports: dict[date, dict[str, object]] = {}
     if not skip_silver and target:
@@ -231,7 +222,7 @@ def run_etl_spark(
             for r in run_silver_spark(spark, lake, profile, target, metadata):
                 reports[date.fromisoformat(str(r["date"]))] = r
             step.advance()
-        lap("silver")
+        report.lap("silver")
     report.quality = list(reports.values())
     for r in reports.values():
         report.duplicates_dropped += int(r["duplicates_dropped"])  # type: ignore[arg-type]
@@ -244,8 +235,8 @@ def run_etl_spark(
         with progress.step("gold features (spark)", total=1) as step:
             report.gold_rows = run_gold_spark(spark, lake, profile, gold_dates)
             step.advance()
-        lap("gold")
+        report.lap("gold")
     if database_url and target:
         report.exported = run_export(database_url, lake, profile, target, metadata, reports, progress)
-        lap("export")
+        report.lap("export")
     return report

@@ -56,8 +56,10 @@ def _rolling_features(frame: pl.DataFrame, profile: Profile, spec: FeatureSpec, 
     moment_sensors = sorted({f.sensor for f in spec.rolling if f.stat in ("mean", "std")})
     centres = {s: _centre(profile, s) for s in moment_sensors}
     prefixes = segment_prefixes(frame, centres, index)
-    # with_columns broadcasts constant centres to every row (a select of literals alone would give one row)
-    centre_rows = frame.with_columns(**{f"_centre:{s}": c for s, c in centres.items()})[index.rows]
+    # the time column makes constant centres broadcast to every row (a select of literals alone gives one row)
+    centre_rows = frame.select(pl.col(profile.time_column), **{f"_centre:{s}": c for s, c in centres.items()})[
+        index.rows
+    ]
     changes = {
         s: change_prefix(frame.get_column(s).to_numpy(), index)
         for s in {f.sensor for f in spec.rolling if f.stat == "std"}

@@ -7,29 +7,24 @@ Output: one gold row per silver reading of the target dates, columns in `gold_sc
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 import numpy as np
 import polars as pl
 
-from altaviz.engines.polars_engine.rolling import rolling_aligned
 from altaviz.engines.polars_engine.windows import (
     WindowIndex,
     change_prefix,
     flat_in_window,
     mean_and_std,
     segment_prefixes,
+    window_maxima,
 )
 from altaviz.lake.schema import gold_schema
 from altaviz.profiles.model import Profile
-from altaviz.profiles.spec import STATUS_LEVELS, FeatureSpec, StatusRule, feature_spec
+from altaviz.profiles.spec import STATUS_LEVELS, FeatureSpec, RollingFeature, StatusRule, feature_spec
 
-_STAT = {
-    "mean": lambda c: pl.col(c).mean(),
-    "std": lambda c: pl.col(c).std(ddof=1),
-    "max": lambda c: pl.col(c).max(),
-    "min": lambda c: pl.col(c).min(),
-}
 _OPS = {
     "sub": lambda a, b: a - b,
     "add": lambda a, b: a + b,
@@ -47,12 +42,42 @@ def _centre(profile: Profile, sensor: str) -> pl.Expr:
     return mid * pl.col(spec.relative_to) if spec.relative_to else mid
 
 
-def _rolling_features(frame: pl.DataFrame, profile: Profile, spec: FeatureSpec, out: pl.Series) -> pl.DataFrame:
-    """Max/min through Polars' rolling context (exact by nature); mean/std through day-anchored sums.
+def _sensor_features(
+    frame: pl.DataFrame, sensor: str, feats: list[RollingFeature], index: WindowIndex, moments, centre
+) -> dict[str, np.ndarray]:
+    """All rolling features of one sensor, for the wanted rows (NaN where undefined)."""
+    out: dict[str, np.ndarray] = {}
+    x = frame.get_column(sensor).cast(pl.Float64).to_numpy()  # nulls become NaN
+    extreme = {f.seconds for f in feats if f.stat in ("max", "min")}
+    if any(f.stat == "max" for f in feats):
+        maxima = window_maxima(x, index, sorted(extreme))
+    if any(f.stat == "min" for f in feats):
+        minima = {w: -m for w, m in window_maxima(-x, index, sorted(extreme)).items()}
+    changes = change_prefix(x, index) if any(f.stat == "std" for f in feats) else None
+    for seconds in sorted({f.seconds for f in feats if f.stat in ("mean", "std")}):
+        flat = flat_in_window(changes, index, seconds)[0] if changes is not None else None
+        mean, std = mean_and_std(moments, centre, index, seconds, flat)
+        for f in feats:
+            if f.seconds == seconds and f.stat in ("mean", "std"):
+                out[f.name] = mean if f.stat == "mean" else std
+    for f in feats:
+        if f.stat == "max":
+            out[f.name] = maxima[f.seconds]
+        elif f.stat == "min":
+            out[f.name] = minima[f.seconds]
+    return out
 
-    Windows are computed over all of `frame` (lookback included); rows come back only where `out` is true.
+
+def _rolling_features(frame: pl.DataFrame, profile: Profile, spec: FeatureSpec, index: WindowIndex) -> pl.DataFrame:
+    """Max/min from a sparse table; mean/std from day-anchored prefix sums (see `windows`).
+
+    Windows are computed over all of `frame` (lookback included); values come back for `index.rows` only. The
+    sensors are independent and their NumPy work releases the GIL, so two threads share them.
     """
-    index = WindowIndex(frame, profile.id_column, profile.time_column, out.to_numpy())
+    if not spec.rolling:
+        return pl.DataFrame()
+    for seconds in {f.seconds for f in spec.rolling}:
+        index.plan(seconds)  # built once here, read-only in the threads
     moment_sensors = sorted({f.sensor for f in spec.rolling if f.stat in ("mean", "std")})
     centres = {s: _centre(profile, s) for s in moment_sensors}
     prefixes = segment_prefixes(frame, centres, index)
@@ -60,54 +85,36 @@ def _rolling_features(frame: pl.DataFrame, profile: Profile, spec: FeatureSpec, 
     centre_rows = frame.select(pl.col(profile.time_column), **{f"_centre:{s}": c for s, c in centres.items()})[
         index.rows
     ]
-    changes = {
-        s: change_prefix(frame.get_column(s).to_numpy(), index)
-        for s in {f.sensor for f in spec.rolling if f.stat == "std"}
-    }
-    columns: dict[str, pl.Series] = {}
-    for seconds in sorted({f.seconds for f in spec.rolling}):
-        feats = [f for f in spec.rolling if f.seconds == seconds]
-        aggs = [_STAT[f.stat](f.sensor).alias(f.name) for f in feats if f.stat in ("max", "min")]
-        if aggs:
-            rolled = rolling_aligned(
-                frame, time=profile.time_column, group_by=[profile.id_column], period_s=seconds, aggs=aggs
-            ).filter(out)
-            columns.update({c: rolled.get_column(c) for c in rolled.columns})
-        for sensor in sorted({f.sensor for f in feats if f.stat in ("mean", "std")}):
-            flat = flat_in_window(changes[sensor], index, seconds)[0] if sensor in changes else None
-            centre = centre_rows.get_column(f"_centre:{sensor}").to_numpy()
-            mean, std = mean_and_std(prefixes[sensor], centre, index, seconds, flat)
-            for f in feats:
-                if f.sensor == sensor and f.stat == "mean":
-                    columns[f.name] = pl.Series(f.name, mean)
-                elif f.sensor == sensor and f.stat == "std":
-                    columns[f.name] = pl.Series(f.name, std).fill_nan(None)
-    return pl.DataFrame([columns[f.name] for f in spec.rolling]) if columns else pl.DataFrame()
+    by_sensor: dict[str, list[RollingFeature]] = {}
+    for f in spec.rolling:
+        by_sensor.setdefault(f.sensor, []).append(f)
 
+    def one(sensor: str) -> dict[str, np.ndarray]:
+        centre = centre_rows.get_column(f"_centre:{sensor}").to_numpy() if sensor in centres else None
+        return _sensor_features(frame, sensor, by_sensor[sensor], index, prefixes.get(sensor), centre)
 
-def _rate_features(frame: pl.DataFrame, profile: Profile, spec: FeatureSpec, out: pl.Series) -> pl.DataFrame:
-    """(x_t - x_ref) / hours, x_ref the latest reading at or before t - w, no older than t - 2w, same asset."""
-    if not spec.rates or not out.any():
-        return pl.DataFrame([pl.Series(r.name, [], pl.Float64) for r in spec.rates])
-    asset = frame.get_column(profile.id_column).rle_id().to_numpy().astype(np.int64)
-    t_us = frame.get_column(profile.time_column).dt.epoch("us").to_numpy()
-    span = int(t_us.max() - t_us.min()) + 10 * 86_400 * 1_000_000
-    key = asset * span + (t_us - t_us.min())
-    rows = np.flatnonzero(out.to_numpy())
-    key_i, asset_i, t_i = key[rows], asset[rows], t_us[rows]
     columns: dict[str, np.ndarray] = {}
+    with ThreadPoolExecutor(2) as pool:
+        for result in pool.map(one, sorted(by_sensor)):
+            columns.update(result)
+    return pl.DataFrame([pl.Series(f.name, columns[f.name], nan_to_null=True) for f in spec.rolling])
+
+
+def _rate_features(frame: pl.DataFrame, spec: FeatureSpec, index: WindowIndex) -> pl.DataFrame:
+    """(x_t - x_ref) / hours, x_ref the latest reading at or before t - w, no older than t - 2w, same asset:
+    the reading just before the window (t - w, t] starts."""
+    columns: dict[str, np.ndarray] = {}
+    rows = index.rows
     for r in spec.rates:
-        w = r.seconds * 1_000_000
-        pos = np.searchsorted(key, key_i - w, side="right") - 1
-        valid = pos >= 0
-        safe = np.where(valid, pos, 0)
-        valid &= (asset[safe] == asset_i) & (key[safe] >= key_i - 2 * w)
-        x = frame.get_column(r.sensor).to_numpy()
-        hours = (t_i - t_us[safe]) / 3.6e9
+        p = index.plan(r.seconds)
+        ref = p.before
+        lag = index.key[rows] - index.key[ref]  # microseconds, meaningful when the asset is the same
+        valid = (p.start > 0) & (index.asset[ref] == index.asset[rows]) & (lag <= 2 * r.seconds * 1_000_000)
+        x = frame.get_column(r.sensor).cast(pl.Float64).to_numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
-            rate = (x[rows] - x[safe]) / hours
+            rate = (x[rows] - x[ref]) / (lag / 3.6e9)
         columns[r.name] = np.where(valid, rate, np.nan)
-    return pl.DataFrame(columns).with_columns(pl.all().fill_nan(None))
+    return pl.DataFrame([pl.Series(r.name, columns[r.name], nan_to_null=True) for r in spec.rates])
 
 
 def status_expr(rule: StatusRule) -> pl.Expr:
@@ -140,11 +147,8 @@ def build_features(silver: pl.DataFrame, profile: Profile, dates: Iterable[date]
     ts_col = pl.col(ts)
     wanted = sorted(set(dates)) if dates is not None else frame.get_column("date").unique().to_list()
     out = frame.get_column("date").is_in(wanted)
-    parts = [
-        frame.filter(out),
-        _rolling_features(frame, profile, spec, out),
-        _rate_features(frame, profile, spec, out),
-    ]
+    index = WindowIndex(frame, aid, ts, out.to_numpy())
+    parts = [frame.filter(out), _rolling_features(frame, profile, spec, index), _rate_features(frame, spec, index)]
     gold = pl.concat([p for p in parts if p.width], how="horizontal")
     gold = gold.with_columns(
         *[_OPS[d.op](pl.col(d.left), pl.col(d.right)).alias(d.name) for d in spec.derived],

@@ -131,6 +131,31 @@ def mean_and_std(
     return mean, std
 
 
+def window_maxima(x: np.ndarray, index: WindowIndex, windows: list[int]) -> dict[int, np.ndarray]:
+    """Max over each wanted row's window (t - w, t] for every window length in `windows` (NaN ignored; NaN where
+    the window holds no value). Exact: a sparse table of maxima over power-of-two spans, built once per series
+    and shared by all windows; a window [j, i] is the max of two (overlapping) spans that lie inside it."""
+    plans = {w: index.plan(w) for w in windows}
+    n = len(x)
+    if n == 0 or len(index.rows) == 0:
+        return {w: np.empty(0) for w in windows}
+    counts = {w: p.rows - p.start + 1 for w, p in plans.items()}
+    levels = max(int(c.max()) for c in counts.values()).bit_length()  # spans 1, 2, ..., 2**(levels-1)
+    table = np.empty((levels, n))
+    table[0] = x
+    for k in range(1, levels):
+        h = 1 << (k - 1)
+        np.fmax(table[k - 1, : n - h], table[k - 1, h:], out=table[k, : n - h])
+        table[k, n - h :] = table[k - 1, n - h :]
+    flat = table.ravel()
+    out = {}
+    for w, p in plans.items():
+        k = np.frexp(counts[w])[1].astype(np.int64) - 1  # floor(log2(count)), exact for integers
+        base = k * n
+        out[w] = np.fmax(flat[base + p.start], flat[base + p.rows - (np.int64(1) << k) + 1])
+    return out
+
+
 def change_prefix(x: np.ndarray, index: WindowIndex) -> np.ndarray:
     """Integer prefix count of value changes (a new asset counts as a change): exact, order-independent."""
     changed = np.ones(len(x), dtype=np.int64)

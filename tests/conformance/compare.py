@@ -1,11 +1,14 @@
 """Frame comparison of the conformance suite: exact for keys, strings, integers, booleans, dates, timestamps;
-floats equal within a relative tolerance (NaN equals NaN, null equals null, ±inf exact)."""
+floats equal within a relative tolerance (NaN equals NaN, null equals null, ±inf exact). Float32 columns (gold
+features, computed in Float64 and stored as Float32) may differ by one unit in the last place: two Float64 values
+1e-9 apart can round to neighbouring Float32 values."""
 
 from __future__ import annotations
 
 import polars as pl
 
 REL_TOL = 1e-9
+REL_TOL_F32 = 2.0**-23  # one unit in the last place of a Float32, relative
 
 
 def float_mismatches(left: pl.Series, right: pl.Series, rel_tol: float = REL_TOL) -> pl.DataFrame:
@@ -36,8 +39,10 @@ def assert_frames_conform(
     assert left.select(keys).equals(right.select(keys)), f"{what}: different key sets"
     problems = []
     for name, dtype in left.schema.items():
-        if dtype == pl.Float64:
-            bad = float_mismatches(left.get_column(name), right.get_column(name), (rel_tol or {}).get(name, REL_TOL))
+        if dtype in (pl.Float64, pl.Float32):
+            default = REL_TOL if dtype == pl.Float64 else REL_TOL_F32
+            a, b = left.get_column(name).cast(pl.Float64), right.get_column(name).cast(pl.Float64)
+            bad = float_mismatches(a, b, (rel_tol or {}).get(name, default))
             if bad.height:
                 problems.append(f"{name}: {bad.height} rows differ, e.g. {bad.head(3).rows()}")
         elif not left.get_column(name).equals(right.get_column(name)):

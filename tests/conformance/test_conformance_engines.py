@@ -19,7 +19,7 @@ from altaviz.lake.schema import bronze_schema, gold_schema, metadata_schema, qua
 from altaviz.profiles.model import Profile
 from altaviz.profiles.spec import feature_spec
 
-from .compare import REL_TOL, assert_frames_conform, float_mismatches
+from .compare import REL_TOL_F32, assert_frames_conform, float_mismatches
 from .conftest import DATASETS, Dataset
 
 
@@ -121,7 +121,8 @@ def _exact_std(silver: pl.DataFrame, profile: Profile, sensor: str, seconds: int
 
 
 def test_spark_std_is_accurate(outputs, conformance_data):
-    """Every Spark std feature is within 1e-9 relative of an exact two-pass reference."""
+    """Every Spark std feature is the exact two-pass reference rounded to its stored Float32 (within one unit in
+    the last place: the Float64 result may sit 1e-9 off and round to the neighbour)."""
     data = conformance_data["simulated"]
     ours, theirs = outputs["simulated"]
     gold = theirs.gold.sort(_keys(data.profile))
@@ -129,5 +130,5 @@ def test_spark_std_is_accurate(outputs, conformance_data):
         if f.stat != "std":
             continue
         exact = pl.Series(_exact_std(ours.silver, data.profile, f.sensor, f.seconds)).fill_nan(None)
-        bad = float_mismatches(gold.get_column(f.name), exact, REL_TOL)
+        bad = float_mismatches(gold.get_column(f.name).cast(pl.Float64), exact, REL_TOL_F32)
         assert bad.height == 0, f"{f.name}: {bad.height} rows off the exact value, e.g. {bad.head(3).rows()}"

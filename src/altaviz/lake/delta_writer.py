@@ -43,6 +43,8 @@ def _write_files(frame: pl.DataFrame, root: Path, partition_by: str | None) -> l
     groups: Iterable[tuple[tuple[object, ...], pl.DataFrame]]
     if partition_by is None:
         groups = [((), frame)]
+    elif frame.get_column(partition_by).n_unique() == 1:  # one partition: no split (a copy of the whole frame)
+        groups = [((frame.get_column(partition_by)[0],), frame)]
     else:
         groups = frame.partition_by(partition_by, as_dict=True, maintain_order=True).items()
     for key, part in groups:
@@ -88,8 +90,9 @@ def write_delta(
     """Write `frame` to the Delta table at `table_path`; return the new table version."""
     table_path = Path(table_path)
     table_path.mkdir(parents=True, exist_ok=True)
-    frame = frame.with_columns(pl.col(pl.Categorical).cast(pl.String))
-    schema = frame.to_arrow().schema
+    if any(isinstance(t, pl.Categorical) for t in frame.dtypes):
+        frame = frame.with_columns(pl.col(pl.Categorical).cast(pl.String))
+    schema = frame.head(0).to_arrow().schema  # the schema alone: converting every row costs a copy of strings
     commit = CommitProperties(custom_metadata=metadata) if metadata else None
     actions = _write_files(frame, table_path, partition_by) if frame.height else []
     parts = [partition_by] if partition_by else None

@@ -100,13 +100,15 @@ def silver_schema(profile: Profile) -> pl.Schema:
 def gold_schema(profile: Profile) -> pl.Schema:
     spec = feature_spec(profile)
     cols: dict[str, pl.DataType] = {profile.id_column: pl.String(), profile.time_column: TIME}
-    cols.update({s: pl.Float64() for s in profile.sensor_names})
+    cols.update({s: pl.Float64() for s in profile.sensor_names})  # the readings as received
+    # Features are computed in Float64 and stored as Float32 (7 significant digits, far finer than any sensor):
+    # half the bytes to write and read, which on 4.5 M readings x 70 features is most of the gold write.
     for f in spec.rolling:
-        cols[f.name] = pl.Float64()
+        cols[f.name] = pl.Float32()
     for r in spec.rates:
-        cols[r.name] = pl.Float64()
+        cols[r.name] = pl.Float32()
     for d in spec.derived:
-        cols[d.name] = pl.Float64()
+        cols[d.name] = pl.Float32()
     for s in spec.statuses:
         cols[s.name] = pl.String()
     cols["health_status"] = pl.String()

@@ -28,6 +28,8 @@ def spark_type(dtype: pl.DataType) -> T.DataType:
         return T.StringType()
     if dtype == pl.Float64():
         return T.DoubleType()
+    if dtype == pl.Float32():
+        return T.FloatType()
     if dtype == pl.Int64():
         return T.LongType()
     if dtype == pl.Int32():

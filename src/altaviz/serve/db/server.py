@@ -65,6 +65,8 @@ unix_socket_directories = ''
 synchronous_commit = off
 shared_buffers = 128MB
 max_wal_size = 2GB
+wal_level = minimal
+max_wal_senders = 0
 timezone = 'UTC'
 log_timezone = 'UTC'
 """

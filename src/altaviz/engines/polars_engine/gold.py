@@ -45,21 +45,26 @@ def _centre(profile: Profile, sensor: str) -> pl.Expr:
 def _sensor_features(
     frame: pl.DataFrame, sensor: str, feats: list[RollingFeature], index: WindowIndex, moments, centre
 ) -> dict[str, np.ndarray]:
-    """All rolling features of one sensor, for the wanted rows (NaN where undefined)."""
+    """All rolling features of one sensor, for the wanted rows (NaN where undefined), as Float32: the features'
+    stored type (`gold_schema`). Sums are taken in Float64 and rounded once at the end; maxima and minima are
+    taken over the Float32 readings directly, which gives the same values (rounding is monotone) at half the
+    memory traffic."""
     out: dict[str, np.ndarray] = {}
     x = frame.get_column(sensor).cast(pl.Float64).to_numpy()  # nulls become NaN
-    extreme = {f.seconds for f in feats if f.stat in ("max", "min")}
+    extreme = sorted({f.seconds for f in feats if f.stat in ("max", "min")})
+    if extreme:
+        x32 = x.astype(np.float32)
     if any(f.stat == "max" for f in feats):
-        maxima = window_maxima(x, index, sorted(extreme))
+        maxima = window_maxima(x32, index, extreme)
     if any(f.stat == "min" for f in feats):
-        minima = {w: -m for w, m in window_maxima(-x, index, sorted(extreme)).items()}
+        minima = {w: -m for w, m in window_maxima(-x32, index, extreme).items()}
     changes = change_prefix(x, index) if any(f.stat == "std" for f in feats) else None
     for seconds in sorted({f.seconds for f in feats if f.stat in ("mean", "std")}):
         flat = flat_in_window(changes, index, seconds)[0] if changes is not None else None
         mean, std = mean_and_std(moments, centre, index, seconds, flat)
         for f in feats:
             if f.seconds == seconds and f.stat in ("mean", "std"):
-                out[f.name] = mean if f.stat == "mean" else std
+                out[f.name] = (mean if f.stat == "mean" else std).astype(np.float32)
     for f in feats:
         if f.stat == "max":
             out[f.name] = maxima[f.seconds]
@@ -113,7 +118,7 @@ def _rate_features(frame: pl.DataFrame, spec: FeatureSpec, index: WindowIndex) -
         x = frame.get_column(r.sensor).cast(pl.Float64).to_numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
             rate = (x[rows] - x[ref]) / (lag / 3.6e9)
-        columns[r.name] = np.where(valid, rate, np.nan)
+        columns[r.name] = np.where(valid, rate, np.nan).astype(np.float32)  # the stored type
     return pl.DataFrame([pl.Series(r.name, columns[r.name], nan_to_null=True) for r in spec.rates])
 
 

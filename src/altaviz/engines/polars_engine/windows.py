@@ -63,32 +63,45 @@ class _WindowPlan:
         ]
         self.segment_last = index.segment_last
         self.count = (rows - j + 1).astype(np.float64)
+        self.few = self.count < 2
         self.rows = rows
+        # for window_sums: prefix index just before the window in j's segment, or the zero sentinel at n
+        self.before_or_zero = np.where(self.has_before, j - 1, len(index.key))
+        # rows whose window reaches back into earlier segments, and for those the whole segments in between
+        self.cross = np.flatnonzero(~self.same)
+        self.cross_last = self.last_of_j[self.cross]
+        gap_c = gap[self.cross]
+        self.cross_middle = [
+            (np.flatnonzero(gap_c >= m), index.segment_last[seg_j[self.cross][gap_c >= m] + m])
+            for m in range(1, int(gap_c.max()) + 1 if gap_c.size else 1)
+        ]
 
 
-def window_sums(index: WindowIndex, seconds: int, prefix: np.ndarray) -> np.ndarray:
+def window_sums(index: WindowIndex, seconds: int, prefix: np.ndarray, at_i: np.ndarray | None = None) -> np.ndarray:
     """Sum over each row's window, from per-segment prefix sums (cumulative sums restarting each segment).
 
-    `prefix` is (rows,) or (rows, k) for k series at once. Same segment: prefix[i] - prefix[j-1]. Window reaching
-    back into earlier segments (days): the rest of j's segment, then whole segments in between, then prefix[i] —
-    always added in that order.
+    `prefix` has one entry per row plus a trailing 0.0 (the sentinel `segment_prefixes` appends); `at_i` is
+    `prefix[index.rows]` when the caller has it. Same segment: prefix[i] - prefix[j-1]. Window reaching back into
+    earlier segments (days): the rest of j's segment, then whole segments in between, then prefix[i] - always
+    added in that order.
     """
     p = index.plan(seconds)
-    col = (lambda m: m[:, None]) if prefix.ndim == 2 else (lambda m: m)
-    before = np.where(col(p.has_before), prefix[p.before], 0.0)
-    across = prefix[p.last_of_j] - before
-    if p.middle:
-        seg_totals = prefix[p.segment_last]
-        for inside, seg in p.middle:
-            across = across + np.where(col(inside), seg_totals[seg], 0.0)
-    at_i = prefix[p.rows]
-    return np.where(col(p.same), at_i - before, across + at_i)
+    before = prefix[p.before_or_zero]
+    if at_i is None:
+        at_i = prefix[p.rows]
+    out = at_i - before
+    if p.cross.size:
+        across = prefix[p.cross_last] - before[p.cross]
+        for inside, seg_last in p.cross_middle:
+            across[inside] += prefix[seg_last]
+        out[p.cross] = across + at_i[p.cross]
+    return out
 
 
 def segment_prefixes(
     frame: pl.DataFrame, centres: dict[str, pl.Expr], index: WindowIndex
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per sensor, the per-segment prefix sums of (x - centre) and (x - centre)^2.
+    """Per sensor, the per-segment prefix sums of (x - centre) and (x - centre)^2, plus a trailing 0.0 sentinel.
 
     A centre is a constant or an expression that is constant per asset (e.g. a multiple of rated horsepower), so
     it is constant inside every window and `mean = sum / n + centre` holds.
@@ -101,6 +114,8 @@ def segment_prefixes(
             (c * c).cum_sum().over("_segment").alias(f"{name}:2"),
         ]
     sums = frame.with_columns(_segment=pl.Series(index.segment)).select(exprs)
+    sentinel = pl.DataFrame([pl.Series(c, [0.0], pl.Float64) for c in sums.columns])
+    sums = pl.concat([sums.cast(pl.Float64), sentinel], rechunk=True)
     return {
         name: (sums.get_column(f"{name}:1").to_numpy(), sums.get_column(f"{name}:2").to_numpy()) for name in centres
     }
@@ -108,26 +123,28 @@ def segment_prefixes(
 
 def mean_and_std(
     prefix: tuple[np.ndarray, np.ndarray],
-    centre: float | np.ndarray,  # per output row (rows,) / (rows, k), or a constant
+    centre: float | np.ndarray,  # per output row, or a constant
     index: WindowIndex,
     seconds: int,
     flat: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Window mean and sample std (ddof=1; NaN below two readings; 0 where `flat`: no change in the window).
-
-    `prefix` holds the prefix sums of (x - centre) and (x - centre)^2, each (rows,) or (rows, k) for k sensors at
-    once (`centre` then has k entries, `flat` is (rows, k)): every element gets the same operations either way.
-    """
-    s, ss = window_sums(index, seconds, prefix[0]), window_sums(index, seconds, prefix[1])
-    n = index.plan(seconds).count
-    if s.ndim == 2:
-        n = n[:, None]
-    mean = s / n + centre
+    """Window mean and sample std (ddof=1; NaN below two readings; 0 where `flat`: no change in the window)."""
+    p = index.plan(seconds)
+    s = window_sums(index, seconds, prefix[0])
+    ss = window_sums(index, seconds, prefix[1])
+    n = p.count
+    mean = s / n
+    mean += centre
+    var = s * s
+    var /= n
+    np.subtract(ss, var, out=var)
+    np.maximum(var, 0.0, out=var)
     with np.errstate(invalid="ignore", divide="ignore"):
-        var = np.maximum(ss - s * s / n, 0.0) / (n - 1)
-    std = np.where(n >= 2, np.sqrt(var), np.nan)
+        var /= n - 1
+    std = np.sqrt(var, out=var)
+    std[p.few] = np.nan
     if flat is not None:
-        std = np.where(flat & (n >= 2), 0.0, std)
+        std[flat & ~p.few] = 0.0
     return mean, std
 
 
@@ -141,7 +158,7 @@ def window_maxima(x: np.ndarray, index: WindowIndex, windows: list[int]) -> dict
         return {w: np.empty(0) for w in windows}
     counts = {w: p.rows - p.start + 1 for w, p in plans.items()}
     levels = max(int(c.max()) for c in counts.values()).bit_length()  # spans 1, 2, ..., 2**(levels-1)
-    table = np.empty((levels, n))
+    table = np.empty((levels, n), dtype=x.dtype)
     table[0] = x
     for k in range(1, levels):
         h = 1 << (k - 1)

@@ -1,34 +1,36 @@
 """`altaviz etl`: raw files -> bronze -> silver + quarantine -> gold -> PostgreSQL, by day partitions.
 
-Dates are processed in chunks of consecutive days (bounded by row count, to bound memory). Silver and quarantine
-partitions of a date are replaced in one atomic commit each; gold of a date is computed from silver with the
-feature spec's lookback (the previous day), so day-by-day processing equals one pass. When silver of a date
-changes, gold of the next day (whose windows look back into it) is recomputed too.
+Dates are processed in chunks of consecutive days (bounded by row count, to bound memory; see `partitions`).
+Silver and quarantine partitions of a date are replaced in one atomic commit each; gold of a date is computed
+from silver with the feature spec's lookback (the previous day), so day-by-day processing equals one pass. When
+silver of a date changes, gold of the next day (whose windows look back into it) is recomputed too. The export
+(`export_stage`) starts on each silver chunk as soon as it is committed, on a background thread beside silver
+and gold.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
-from deltalake import DeltaTable
 from rich.table import Table
 
 from altaviz.engines import get_engine
 from altaviz.lake.delta_writer import write_delta
+from altaviz.lake.export_stage import BackgroundExport, run_export
+from altaviz.lake.partitions import _exists, _table, chunk_dates, read_dates, rows_per_date
 from altaviz.lake.quality import quality_report, write_metrics
 from altaviz.lake.reference import load_metadata
 from altaviz.lake.schema import BRONZE, BRONZE_LEDGER, GOLD, QUARANTINE, SILVER
 from altaviz.profiles.model import Profile
 from altaviz.profiles.spec import feature_spec
 from altaviz.progress import NullProgress, Progress
-
-MAX_CHUNK_ROWS = 1_000_000
 
 
 @dataclass
@@ -72,54 +74,6 @@ class EtlReport:
         return t
 
 
-def _table(lake: Path, rel: str) -> Path:
-    return Path(lake) / rel
-
-
-def _exists(path: Path) -> bool:
-    return DeltaTable.is_deltatable(str(path))
-
-
-def read_dates(path: Path, dates: Iterable[date], columns: list[str] | None = None) -> pl.DataFrame:
-    """Rows of the given `date` partitions of a Delta table (partition pruning)."""
-    wanted = sorted(set(dates))
-    scan = pl.scan_delta(str(path)).filter(pl.col("date").is_in(wanted))
-    if columns is not None:
-        scan = scan.select(columns)
-    return scan.collect()
-
-
-def rows_per_date(path: Path) -> dict[date, int]:
-    if not _exists(path):
-        return {}
-    counts = pl.scan_delta(str(path)).group_by("date").len().collect()
-    return {d: int(n) for d, n in counts.iter_rows() if d is not None}
-
-
-def chunk_dates(
-    counts: dict[date, int], dates: Iterable[date], max_rows: int = MAX_CHUNK_ROWS, *, contiguous_only: bool = True
-) -> list[list[date]]:
-    """Dates grouped so each group holds at most `max_rows` rows (a single date may exceed it).
-
-    `contiguous_only`: a gap between dates starts a new group (gold reads a lookback span from the group's first
-    to its last date). Silver has no cross-date state, so it groups scattered dates (e.g. far-future ones) too.
-    """
-    chunks: list[list[date]] = []
-    current: list[date] = []
-    total = 0
-    for d in sorted(set(dates)):
-        n = counts.get(d, 0)
-        contiguous = not contiguous_only or not current or d - current[-1] == timedelta(days=1)
-        if current and (total + n > max_rows or not contiguous):
-            chunks.append(current)
-            current, total = [], 0
-        current.append(d)
-        total += n
-    if current:
-        chunks.append(current)
-    return chunks
-
-
 def _ledger_for(lake: Path, bronze_rows: pl.DataFrame) -> pl.DataFrame | None:
     """Ledger entries (one per ingested file) of the files these bronze rows came from."""
     ledger = _table(lake, BRONZE_LEDGER)
@@ -135,10 +89,22 @@ def _ledger_subset(ledger: pl.DataFrame | None, bronze_day: pl.DataFrame) -> pl.
     return ledger.filter(pl.col("source_file").is_in(bronze_day.get_column("_source_file").unique().implode()))
 
 
+SilverChunkHook = Callable[[list[date], pl.DataFrame, dict[date, dict[str, object]]], None]
+
+
 def run_silver(
-    lake: Path, profile: Profile, dates: list[date], metadata: pl.DataFrame, engine: str, progress: Progress
+    lake: Path,
+    profile: Profile,
+    dates: list[date],
+    metadata: pl.DataFrame,
+    engine: str,
+    progress: Progress,
+    on_chunk: SilverChunkHook | None = None,
 ) -> list[dict[str, object]]:
-    """Rebuild silver + quarantine for `dates`; return one quality report per date."""
+    """Rebuild silver + quarantine for `dates`; return one quality report per date.
+
+    `on_chunk(dates, silver rows, reports by date)` is called after each chunk is committed (the export uses it
+    to start on those dates while silver goes on)."""
     eng = get_engine(engine)
     bronze = _table(lake, BRONZE)
     counts = rows_per_date(bronze)
@@ -157,6 +123,7 @@ def run_silver(
                 )
             by_date = lambda f, d: f.filter(pl.col("date") == d)  # noqa: E731
             ledger = _ledger_for(lake, rows)
+            chunk_reports: dict[date, dict[str, object]] = {}
             for d in chunk:
                 b = by_date(rows, d)
                 report = quality_report(
@@ -170,7 +137,10 @@ def run_silver(
                 )
                 write_metrics(lake, report)
                 reports.append(report)
+                chunk_reports[d] = report
                 step.advance()
+            if on_chunk is not None:
+                on_chunk(chunk, result.silver, chunk_reports)
     return reports
 
 
@@ -214,36 +184,6 @@ def run_gold(lake: Path, profile: Profile, dates: list[date], engine: str, progr
         if pending is not None:
             pending.result()
     return total
-
-
-def run_export(
-    database_url: str,
-    lake: Path,
-    profile: Profile,
-    dates: list[date],
-    metadata: pl.DataFrame,
-    reports: dict[date, dict[str, object]],
-    progress: Progress,
-) -> dict[str, int]:
-    from altaviz.serve.db.export import export_compressors, export_day
-    from altaviz.serve.publish import hourly_aggregates, quality_rows, threshold_alerts
-
-    exported = {"compressors": export_compressors(database_url, metadata) or metadata.height}
-    silver = _table(lake, SILVER)
-    counts = rows_per_date(silver)
-    with progress.step("export to PostgreSQL", total=len(dates)) as step:
-        for chunk in chunk_dates(counts, dates):
-            rows = read_dates(silver, chunk)
-            for d in chunk:
-                day = rows.filter(pl.col("date") == d)
-                agg = hourly_aggregates(day, profile)
-                alerts = threshold_alerts(day, profile)
-                quality = quality_rows(reports[d]) if d in reports else None
-                export_day(database_url, d, agg, alerts, quality)
-                exported["sensor_readings_agg"] = exported.get("sensor_readings_agg", 0) + agg.height
-                exported["alert_history"] = exported.get("alert_history", 0) + alerts.height
-                step.advance()
-    return exported
 
 
 def ingest_and_target_dates(
@@ -301,28 +241,35 @@ def run_etl(
         report.lap("bronze")
 
     reports: dict[date, dict[str, object]] = {}
-    if not skip_silver and target:
-        for r in run_silver(lake, profile, target, metadata, engine, progress):
-            reports[date.fromisoformat(str(r["date"]))] = r
-        report.lap("silver")
-    report.quality = list(reports.values())
-    for r in reports.values():
-        report.duplicates_dropped += int(r["duplicates_dropped"])  # type: ignore[arg-type]
-        for reason, n in r["quarantined"].items():  # type: ignore[union-attr]
-            report.quarantined[reason] = report.quarantined.get(reason, 0) + n
+    with ThreadPoolExecutor(1) as background, ExitStack() as stack:
+        exporter = None
+        if database_url and target and not skip_silver:
+            step = stack.enter_context(progress.step("export to PostgreSQL", total=len(target)))
+            exporter = BackgroundExport(background, database_url, profile, metadata, step)
+        if not skip_silver and target:
+            for r in run_silver(lake, profile, target, metadata, engine, progress, on_chunk=exporter):
+                reports[date.fromisoformat(str(r["date"]))] = r
+            report.lap("silver")
+        report.quality = list(reports.values())
+        for r in reports.values():
+            report.duplicates_dropped += int(r["duplicates_dropped"])  # type: ignore[arg-type]
+            for reason, n in r["quarantined"].items():  # type: ignore[union-attr]
+                report.quarantined[reason] = report.quarantined.get(reason, 0) + n
 
-    silver_counts = rows_per_date(_table(lake, SILVER))
-    report.silver_rows = sum(silver_counts.get(d, 0) for d in target)
-    gold_dates = [d for d in gold_dates_for(lake, target) if d in silver_counts] if target else []
-    # The export reads silver only: it runs beside gold, its COPY work done by the database server's process.
-    with ThreadPoolExecutor(1) as background:
+        silver_counts = rows_per_date(_table(lake, SILVER))
+        report.silver_rows = sum(silver_counts.get(d, 0) for d in target)
+        gold_dates = [d for d in gold_dates_for(lake, target) if d in silver_counts] if target else []
+        # Without a silver rebuild the export reads silver from the lake, beside gold.
         export = None
-        if database_url and target:
+        if database_url and target and skip_silver:
             export = background.submit(run_export, database_url, lake, profile, target, metadata, reports, progress)
         if gold_dates:
             report.gold_rows = run_gold(lake, profile, gold_dates, engine, progress)
             report.lap("gold")
-        if export is not None:
+        if exporter is not None:
+            report.exported = exporter.result()
+            report.lap("export (after gold)")
+        elif export is not None:
             report.exported = export.result()
             report.lap("export (after gold)")
     return report

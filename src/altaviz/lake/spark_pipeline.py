@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from altaviz.lake.pipeline import EtlReport, gold_dates_for, ingest_and_target_dates, rows_per_date, run_export
+from altaviz.lake.export_stage import run_export
+from altaviz.lake.pipeline import EtlReport, gold_dates_for, ingest_and_target_dates, rows_per_date
 from altaviz.lake.quality import ConservationError, write_metrics
 from altaviz.lake.reference import load_metadata
 from altaviz.lake.schema import (

@@ -91,6 +91,17 @@ def test_reexport_replaces_only_that_day(clean_postgres_url):
     assert snap["partitions"] == [(partition_name(DAY),), (partition_name(next_day),)]
 
 
+def test_empty_day_drops_its_partition(clean_postgres_url):
+    url = clean_postgres_url
+    export_day(url, DAY, aggregates(T0), alerts(T0), quality(DAY))
+    result = export_day(url, DAY, aggregates(T0).head(0), alerts(T0).head(0), quality(DAY))
+    assert result.deleted["sensor_readings_agg"] == 144 and result.written["sensor_readings_agg"] == 0
+    snap = snapshot(url)
+    assert snap["agg"] == [] and snap["alerts"] == [] and snap["partitions"] == []
+    again = export_day(url, DAY, aggregates(T0).head(0), alerts(T0).head(0), quality(DAY))
+    assert again.deleted["sensor_readings_agg"] == 0 and snapshot(url)["partitions"] == []
+
+
 def test_none_leaves_a_table_alone(clean_postgres_url):
     url = clean_postgres_url
     export_day(url, DAY, aggregates(T0), alerts(T0), quality(DAY))

@@ -248,7 +248,8 @@ def partition_name(day: date) -> str:
 
 
 def _swap_partition(cur: psycopg.Cursor, day: date, frame: pl.DataFrame) -> tuple[int, int]:
-    """Build the date's partition as a new table and swap it in; return (rows replaced, rows written).
+    """Build the date's partition as a new table and swap it in; return (rows replaced, rows written). A date
+    without rows gets no partition (an old one is dropped).
 
     The staging table is declared here rather than with `LIKE sensor_readings_agg`, which would lock the
     parent for the whole transaction and let two exports of different dates deadlock when both upgrade to the
@@ -257,6 +258,12 @@ def _swap_partition(cur: psycopg.Cursor, day: date, frame: pl.DataFrame) -> tupl
     """
     ident, literal = sql.Identifier, sql.Literal
     final = partition_name(day)
+    if frame.is_empty():  # nothing to serve for the date (e.g. only quarantined rows): no partition at all
+        replaced = 0
+        if cur.execute("SELECT to_regclass(%s)", (final,)).fetchone() != (None,):
+            replaced = _scalar(cur, sql.SQL("SELECT count(*) FROM {}").format(ident(final)))
+            cur.execute(sql.SQL("DROP TABLE {}").format(ident(final)))
+        return replaced, 0
     staging = f"{final}_new"
     start = datetime.combine(day, time(), tzinfo=UTC)
     lo, hi = literal(start.isoformat()), literal((start + timedelta(days=1)).isoformat())

@@ -151,6 +151,21 @@ def gold_dates_for(lake: Path, changed: list[date]) -> list[date]:
     return sorted(out)
 
 
+def after_silver(
+    report: EtlReport, reports: dict[date, dict[str, object]], lake: Path, target: list[date]
+) -> list[date]:
+    """Fold the silver quality reports into `report`, count the silver rows of the target dates, and return the
+    dates whose gold must be (re)built. Shared by every engine's pipeline."""
+    report.quality = list(reports.values())
+    for r in reports.values():
+        report.duplicates_dropped += int(r["duplicates_dropped"])  # type: ignore[arg-type]
+        for reason, n in r["quarantined"].items():  # type: ignore[union-attr]
+            report.quarantined[reason] = report.quarantined.get(reason, 0) + n
+    silver_counts = rows_per_date(_table(lake, SILVER))
+    report.silver_rows = sum(silver_counts.get(d, 0) for d in target)
+    return [d for d in gold_dates_for(lake, target) if d in silver_counts] if target else []
+
+
 def run_gold(lake: Path, profile: Profile, dates: list[date], engine: str, progress: Progress) -> int:
     eng = get_engine(engine)
     silver = _table(lake, SILVER)
@@ -250,15 +265,7 @@ def run_etl(
             for r in run_silver(lake, profile, target, metadata, engine, progress, on_chunk=exporter):
                 reports[date.fromisoformat(str(r["date"]))] = r
             report.lap("silver")
-        report.quality = list(reports.values())
-        for r in reports.values():
-            report.duplicates_dropped += int(r["duplicates_dropped"])  # type: ignore[arg-type]
-            for reason, n in r["quarantined"].items():  # type: ignore[union-attr]
-                report.quarantined[reason] = report.quarantined.get(reason, 0) + n
-
-        silver_counts = rows_per_date(_table(lake, SILVER))
-        report.silver_rows = sum(silver_counts.get(d, 0) for d in target)
-        gold_dates = [d for d in gold_dates_for(lake, target) if d in silver_counts] if target else []
+        gold_dates = after_silver(report, reports, lake, target)
         # Without a silver rebuild the export reads silver from the lake, beside gold.
         export = None
         if database_url and target and skip_silver:

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from altaviz.lake.export_stage import run_export
-from altaviz.lake.pipeline import EtlReport, gold_dates_for, ingest_and_target_dates, rows_per_date
+from altaviz.lake.partitions import rows_per_date
+from altaviz.lake.pipeline import EtlReport, after_silver, ingest_and_target_dates
 from altaviz.lake.quality import ConservationError, write_metrics
 from altaviz.lake.reference import load_metadata
 from altaviz.lake.schema import (
@@ -224,14 +225,7 @@ def run_etl_spark(
                 reports[date.fromisoformat(str(r["date"]))] = r
             step.advance()
         report.lap("silver")
-    report.quality = list(reports.values())
-    for r in reports.values():
-        report.duplicates_dropped += int(r["duplicates_dropped"])  # type: ignore[arg-type]
-        for reason, n in r["quarantined"].items():  # type: ignore[union-attr]
-            report.quarantined[reason] = report.quarantined.get(reason, 0) + n
-    silver_counts = rows_per_date(lake / SILVER)
-    report.silver_rows = sum(silver_counts.get(d, 0) for d in target)
-    gold_dates = [d for d in gold_dates_for(lake, target) if d in silver_counts] if target else []
+    gold_dates = after_silver(report, reports, lake, target)
     if gold_dates:
         with progress.step("gold features (spark)", total=1) as step:
             report.gold_rows = run_gold_spark(spark, lake, profile, gold_dates)

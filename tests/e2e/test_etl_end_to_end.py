@@ -167,3 +167,16 @@ def test_killed_during_gold_write_keeps_previous_version_and_rerun_completes(raw
     run_etl(None, lake, P, skip_bronze=True)
     assert DeltaTable(str(gold_path)).version() > version
     assert keyed(table(lake, "gold/sensor_features"), ["compressor_id", "timestamp"]).equals(before)
+
+
+def test_unreachable_database_stops_the_run_with_a_clear_error(raw, tmp_path):
+    import socket
+
+    from altaviz.serve.db.export import ExportError
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql://altaviz@127.0.0.1:{port}/altaviz"
+    with pytest.raises(ExportError, match=r"expected a reachable PostgreSQL server"):
+        run_etl(raw, tmp_path / "lake", P, database_url=url)

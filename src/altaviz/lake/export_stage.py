@@ -84,6 +84,9 @@ class BackgroundExport:
         ]
 
     def __call__(self, days: list[date], rows: pl.DataFrame, reports: dict[date, dict[str, object]]) -> None:
+        for f in self._futures:  # a failed export stops the run now, not after gold
+            if f.done() and f.exception() is not None:
+                f.result()
         while sum(not f.done() for f in self._futures) >= self.MAX_PENDING:
             next(f for f in self._futures if not f.done()).result()
         self._futures.append(self._pool.submit(export_days, self._url, self._profile, rows, days, reports, self._step))

@@ -135,11 +135,11 @@ def validate(bronze: pl.DataFrame, metadata: pl.DataFrame, profile: Profile) -> 
     quarantine = pl.concat([r.select(q_schema.names()) for r in rejected]).cast(dict(q_schema))
     quarantine = quarantine.sort(["date", "_source_file", "_source_row"], nulls_last=True)
 
-    ok = ok.sort(aid, ts)
+    s_schema = silver_schema(profile)
+    ok = ok.select([c for c in ok.columns if c in s_schema]).sort(aid, ts)  # sort only what silver keeps
     ok = ok.with_columns(is_stuck=_stuck_flags(ok, profile))
     meta = metadata.with_columns(pl.col(aid).cast(pl.String))
     extra = [c for c in meta.columns if c not in ok.columns or c == aid]
     silver = ok.join(meta.select(extra), on=aid, how="left", maintain_order="left")
-    s_schema = silver_schema(profile)
     silver = silver.select(s_schema.names()).cast(dict(s_schema))
     return SilverResult(silver, quarantine, duplicates)

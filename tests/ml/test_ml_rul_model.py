@@ -66,3 +66,16 @@ def test_training_is_deterministic(trained):
 def test_bad_config_is_named():
     with pytest.raises(RulConfigError, match="expected one of"):
         fit_rul([], RulConfig(kind="transformer"))
+
+
+def test_ensemble_rul_stays_within_zero_and_cap():
+    from altaviz.ml.rul.network import Ensemble
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            first = x[:, -1, :1]  # rul / cap as given, then one logit
+            return torch.cat([first, torch.zeros_like(first)], dim=1)
+
+    x = torch.tensor([[[-0.5]], [[0.4]], [[1.8]]])
+    out = Ensemble([Fixed()], cap=30.0)(x)
+    assert out[:, 0].tolist() == pytest.approx([0.0, 12.0, 30.0])

@@ -12,7 +12,7 @@ import pytest
 from altaviz.profiles import parse_profile
 from altaviz.simulate import FaultRates, SimulationError, default_start, simulate_fleet
 from altaviz.simulate.compressor import CATALOG, MODES
-from altaviz.simulate.events import schedule
+from altaviz.simulate.events import CENSOR_DAYS, schedule
 from altaviz.simulate.fleet import BASINS
 
 from .conftest import START, STEP
@@ -76,8 +76,55 @@ def test_about_a_quarter_of_a_large_fleet_fails_within_a_week():
     failing = np.unique(events.asset[events.failure < end]).size
     assert 0.20 <= failing / 5000 <= 0.30
     assert (events.failure >= end).any()  # right-censored failures exist
-    assert ((events.failure - events.onset) >= 2 * 86_400 - 1).all()
-    assert ((events.failure - events.onset) <= 6 * 86_400 + 1).all()
+    lead = events.failure - events.onset
+    lo = np.array([m.onset_days[0] for m in MODES])[events.mode] * 86_400
+    hi = np.array([m.onset_days[1] for m in MODES])[events.mode] * 86_400
+    assert ((lead >= lo - 1) & (lead <= hi + 1)).all()
+    assert lead.min() >= 10 * 86_400 - 1  # a 7-day warning is physically possible for every failure
+    assert (events.onset < start).any() and (events.failure[events.onset < start] >= start).all()
+    # after a repair the next onset comes later (the repair of event i is before the onset of event i + 1)
+    same = events.asset[1:] == events.asset[:-1]
+    assert same.any() and (events.onset[1:][same] > events.repaired[:-1][same]).all()
+
+
+def test_onset_leads_and_curvatures_leave_a_visible_7_day_warning():
+    assert CENSOR_DAYS >= max(m.onset_days[1] for m in MODES)  # every visible degradation has its failure
+    for m in MODES:
+        lo, hi = m.onset_days
+        assert 10.0 <= lo < hi <= 30.0, m.name
+        assert m.severity_at(7.0, lo) >= 0.15, m.name  # already visible a week out, even at the shortest lead
+        assert m.severity_at(0.0, lo) == pytest.approx(1.0) and m.severity_at(lo, lo) == pytest.approx(0.0)
+    bearing = next(m for m in MODES if m.name == "bearing_wear")
+    fouling = next(m for m in MODES if m.name == "cooler_fouling")
+    assert bearing.severity_at(11.0, 22.0) < 0.25  # exponential: slow start, fast end
+    assert fouling.severity_at(12.5, 25.0) > 0.4  # slow, near-linear creep
+
+
+def test_degradation_is_visible_a_week_before_failure(profile):
+    kw = {"start": START, "faults": FaultRates.none()}
+    fleet = simulate_fleet(profile, 60, 21, timedelta(minutes=30), 4, **kw)
+    healthy = simulate_fleet(profile, 60, 21, timedelta(minutes=30), 4, failures=False, **kw)
+    d = _deltas(fleet, healthy)
+    week = fleet.failures.filter(
+        (pl.col("failure_time") < fleet.end)
+        & (pl.col("failure_time") - timedelta(days=7) >= pl.lit(fleet.end - timedelta(days=21)))
+    )
+    seen = set()
+    for ev in week.iter_rows(named=True):
+        at = ev["failure_time"] - timedelta(days=7)
+        rows = d.filter((pl.col(ID) == ev[ID]) & pl.col(TS).is_between(at - timedelta(hours=2), at))
+        if not rows.height:
+            continue
+        mode, seen = ev["failure_mode"], seen | {ev["failure_mode"]}
+        if mode == "bearing_wear":
+            assert rows["d_vibration_mms"].min() > 1.0
+        elif mode == "valve_failure":
+            assert rows["d_discharge_temp_f"].min() > 8 and rows["r_gas_flow_mcfd"].max() < 0.97
+        elif mode == "cooler_fouling":
+            assert rows["d_discharge_temp_f"].min() > 30
+        else:
+            assert rows["r_gas_flow_mcfd"].max() < 0.97 and rows["r_horsepower"].min() > 1.02
+    assert seen == {m.name for m in MODES}
 
 
 def _deltas(fleet, healthy) -> pl.DataFrame:

@@ -9,13 +9,18 @@ A natural-gas reciprocating compressor (two stages, gas-engine or electric drive
 - horsepower: GPSA rule of thumb, BHP = 22 * r_stage * stages * 1.08 * MMscf/d, against the unit's rating
 - vibration: frame velocity rising slightly with load
 
-Failure modes and their effects at failure (most units cross a warning or critical threshold before failing):
+Failure modes, their P-F interval (onset lead: degradation starts this many days before the failure) and their
+effects at failure (most units cross a warning or critical threshold before failing):
 
-- bearing wear: vibration grows exponentially into the 11.2 mm/s critical zone
-- valve failure: discharge temperature +60-75 degF (recompression of leaked-back gas), flow -25-35 %
-- cooler fouling: slow, near-linear discharge temperature creep of +60-75 degF
-- packing / ring leak: suction and discharge pressure and flow down, horsepower +12-18 %, temperature
-  +40-55 degF
+- bearing wear, 14-30 days: vibration grows exponentially (curvature 3) into the 11.2 mm/s critical zone
+- valve failure, 10-16 days: discharge temperature +60-75 degF (recompression of leaked-back gas), flow -25-35 %
+- cooler fouling, 20-30 days: slow, near-linear (curvature 0.5) discharge temperature creep of +60-75 degF
+- packing / ring leak, 12-24 days: suction and discharge pressure and flow down, horsepower +12-18 %,
+  temperature +40-55 degF
+
+Every lead is comfortably above 7 days and every curvature is mild enough that a mode is already visible 7 days
+before its failure (severity there >= 0.16 of the full effect; `severity_at`): a 7-day failure warning is
+physically possible, as on real compressors (vibration trends and fouling show weeks ahead, valves days to weeks).
 """
 
 from __future__ import annotations
@@ -54,16 +59,16 @@ MODES: tuple[FailureMode, ...] = (
     FailureMode(
         "bearing_wear",
         0.30,
-        (3.0, 6.0),
-        4.5,
+        (14.0, 30.0),
+        3.0,
         (Effect(VIB, "to", 11.3, 11.9), Effect(TEMP, "add", 2.0, 6.0)),
         "replaced main and crosshead bearings; realigned coupling",
     ),
     FailureMode(
         "valve_failure",
         0.30,
-        (2.0, 4.0),
-        2.5,
+        (10.0, 16.0),
+        1.5,
         (
             Effect(TEMP, "add", 60.0, 75.0),
             Effect(FLOW, "mul", -0.35, -0.25),
@@ -75,16 +80,16 @@ MODES: tuple[FailureMode, ...] = (
     FailureMode(
         "cooler_fouling",
         0.20,
-        (4.0, 6.0),
-        0.7,
+        (20.0, 30.0),
+        0.5,
         (Effect(TEMP, "add", 60.0, 75.0), Effect(HP, "mul", 0.02, 0.04), Effect(FLOW, "mul", -0.06, -0.03)),
         "cleaned fouled cooler tube bundle and fins",
     ),
     FailureMode(
         "packing_leak",
         0.20,
-        (2.0, 5.0),
-        2.0,
+        (12.0, 24.0),
+        1.5,
         (
             Effect(SUCTION, "mul", -0.12, -0.08),
             Effect(DISCHARGE, "mul", -0.10, -0.06),

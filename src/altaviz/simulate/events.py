@@ -1,11 +1,16 @@
 """Failure events: when units degrade and fail, how the degradation shapes the signals, and the repairs.
 
 Each asset runs a renewal process: time to the next failure is exponential (hazard `HAZARD_PER_DAY`, about a
-quarter of the fleet fails within 7 days); degradation starts `onset_days` before the failure; at the failure
-the unit stops (no readings) for 2-5 hours; the repair resets it to healthy. Failures fall between 07:00 and
-13:00 UTC so that neither the failing stretch nor the healthy stretch after the repair is a small minority of
-that day's readings (a per-asset-per-day 4-sigma outlier check must not flag the degradation). Failures up to
-`CENSOR_DAYS` after the window are kept as right-censored ground truth (units still degrading at the end).
+quarter of the fleet fails within 7 days); degradation starts `onset_days` before the failure (the mode's P-F
+interval, 10-30 days for the compressor); at the failure the unit stops (no readings) for 2-5 hours; the repair
+resets it to healthy. A first failure early in the window has its onset before the window start: the unit is
+already degrading when the readings begin (the ramp is evaluated from the true onset, so the first reading shows
+the severity it has by then). After a repair the next onset comes after the repair (the exponential gap runs
+from the repair to the onset). Failures fall between 07:00 and 13:00 UTC so that neither the failing stretch nor
+the healthy stretch after the repair is a small minority of that day's readings (a per-asset-per-day 4-sigma
+outlier check must not flag the degradation; the slow ramps move a day's readings far less than that).
+Failures up to `CENSOR_DAYS` after the window are kept as right-censored ground truth (units still degrading at
+the end); it covers the longest onset lead, so every degradation visible in the window has its failure recorded.
 In a default 10-asset week at least two units fail (`min_failing`), so a demo always has failures.
 """
 
@@ -17,12 +22,13 @@ import numpy as np
 import polars as pl
 
 from altaviz.simulate.grid import Grid
-from altaviz.simulate.physics import DAY_S, FailureMode, Healthy
+from altaviz.simulate.physics import DAY_S, FailureMode, Healthy, severity
 
 HAZARD_PER_DAY = 0.041
 FAIL_HOURS = (7.0, 13.0)
 DOWNTIME_HOURS = (2.0, 5.0)
-CENSOR_DAYS = 6.0
+CENSOR_DAYS = 30.0  # >= the longest onset lead of any mode (see test_engine)
+PROTECT_DAYS = 7.0
 MAINTENANCE_KIND = "corrective"
 
 
@@ -125,27 +131,30 @@ def apply_degradation(
 ) -> None:
     """Shape the signals in place between onset and failure; drop readings while the unit is down.
 
-    `alive` (grid-shaped) gets False during downtime; `protect` gets True from onset to repair (the simulator
-    puts no stuck sensors there, so the degradation stays readable). Vectorised over all events at once.
+    `alive` (grid-shaped) gets False during downtime; `protect` gets True over the last `PROTECT_DAYS` before
+    the failure (or from onset, if later) to the repair: the simulator puts no stuck sensors or spikes there, so
+    the steep end of the degradation stays readable. (Protecting whole P-F intervals of weeks would leave a
+    short window almost no room for stuck sensors; a few flat hours early in a slow ramp hide nothing.)
+    Vectorised over all events at once.
     """
     if not len(events):
         return
     k0, k1, k2 = (grid.steps_of(t) for t in (events.onset, events.failure, events.repaired))
     alive.ravel()[_span_cells(grid, events.asset, k1, k2)[0]] = False
-    protect.ravel()[_span_cells(grid, events.asset, k0, np.minimum(k2 + 1, grid.steps))[0]] = True
+    kp = np.maximum(k0, grid.steps_of(events.failure - int(PROTECT_DAYS * DAY_S)))
+    protect.ravel()[_span_cells(grid, events.asset, kp, np.minimum(k2 + 1, grid.steps))[0]] = True
 
     cells, event, step = _span_cells(grid, events.asset, k0, k1)
     onset = events.onset[event].astype(np.float64)
     frac = (grid.start_s + step * float(grid.interval_s) - onset) / (events.failure[event] - onset)
     curvature = np.array([m.curvature for m in modes])[events.mode[event]]
-    bent = np.maximum(curvature, 1e-6)
-    severity = np.where(curvature > 1e-6, np.expm1(bent * frac) / np.expm1(bent), frac).astype(np.float32)
+    sev_all = severity(frac, curvature).astype(np.float32)
     cell_mode = events.mode[event]
     for m, mode in enumerate(modes):
         hit = cell_mode == m
         if not hit.any():
             continue
-        where, ev, sev = cells[hit], event[hit], severity[hit]
+        where, ev, sev = cells[hit], event[hit], sev_all[hit]
         for j, eff in enumerate(mode.effects):
             amount = eff.low + events.draws[:, j] * (eff.high - eff.low)
             if eff.kind == "to":

@@ -42,6 +42,18 @@ class FailureMode:
     effects: tuple[Effect, ...]
     repair_note: str
 
+    def severity_at(self, days_before: float, lead_days: float) -> float:
+        """Degradation severity in [0, 1] `days_before` the failure of an event whose onset lead is `lead_days`."""
+        return float(severity(np.array([1.0 - days_before / lead_days]), np.array([self.curvature]))[0])
+
+
+def severity(frac: np.ndarray, curvature: np.ndarray) -> np.ndarray:
+    """Severity at fraction `frac` of the way from onset (0) to failure (1): linear for curvature 0, else
+    expm1(c * frac) / expm1(c) (slow start, fast end)."""
+    frac = np.clip(frac, 0.0, 1.0)
+    bent = np.maximum(curvature, 1e-6)
+    return np.where(curvature > 1e-6, np.expm1(bent * frac) / np.expm1(bent), frac)
+
 
 @dataclass
 class Context:
@@ -147,7 +159,7 @@ class GenericModel:
                 effect = Effect(name, "mul", 0.25, 0.35)
             else:
                 effect = Effect(name, "to", target, target)
-            modes.append(FailureMode(f"{name}_drift", 1.0, (2.0, 6.0), 2.0, (effect,), f"repaired {name} drift"))
+            modes.append(FailureMode(f"{name}_drift", 1.0, (10.0, 20.0), 1.5, (effect,), f"repaired {name} drift"))
         self.modes = tuple(modes)
 
     def catalog(self) -> list[tuple[str, float]]:

@@ -51,7 +51,8 @@ def build_network(kind: str, n_features: int, n_horizons: int, hidden: int) -> n
 
 
 class Ensemble(nn.Module):
-    """Averages members; outputs [rul in target units, P(rul <= h) per horizon] (uncalibrated sigmoid)."""
+    """Averages members; outputs [rul in target units, clipped to [0, cap], P(rul <= h) per horizon] (uncalibrated
+    sigmoid)."""
 
     def __init__(self, members: list[nn.Module], cap: float):
         super().__init__()
@@ -60,6 +61,6 @@ class Ensemble(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = torch.stack([m(x) for m in self.members], dim=0)
-        rul = outs[:, :, :1].mean(dim=0).clamp(min=0.0) * self.cap
+        rul = outs[:, :, :1].mean(dim=0).clamp(0.0, 1.0) * self.cap  # the target is min(rul, cap)
         prob = torch.sigmoid(outs[:, :, 1:]).mean(dim=0)
         return torch.cat([rul, prob], dim=1)

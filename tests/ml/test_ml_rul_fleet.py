@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from altaviz.lake.pipeline import run_etl
-from altaviz.ml.rul.fleet import with_rul
+from altaviz.ml.rul.fleet import FleetScaler, with_rul
 from altaviz.ml.rul.scoring import score_fleet, train_fleet
 from altaviz.profiles import load_profile
 from altaviz.settings import Settings
@@ -50,6 +50,35 @@ def test_rul_targets_follow_the_next_failure():
     assert out["rul_days"].to_list() == [2.0, 1.5, 5.0]  # the last row: no later failure -> censored at Mar 10
     assert out["censored"].to_list() == [False, False, True]
     assert out["degrading"].to_list() == [False, True, False]
+
+
+def test_healthy_side_centring_is_learned_on_training_rows_and_applied_to_new_assets():
+    # training asset A: "up" rises and "down" falls in the last 7 days before a failure, "flat" does not move
+    train = pl.DataFrame(
+        {
+            "compressor_id": ["A"] * 5,
+            "rul_days": [40.0, 35.0, 31.0, 5.0, 1.0],
+            "censored": [False] * 5,
+            "up": [1.0, 1.0, 1.0, 5.0, 5.0],
+            "down": [0.0, 0.0, 0.0, -4.0, -4.0],
+            "flat": [3.0, 1.0, 2.0, 3.0, 1.0],
+        }
+    )
+    scaler = FleetScaler.fit(train, "compressor_id", ["up", "down", "flat"], healthy_q=0.25)
+    assert scaler.quantiles == [0.25, 0.75, 0.5]
+    assert scaler.scale[0] == pytest.approx(4.8**0.5)  # "up" centred on its 25 % quantile (1): [0, 0, 0, 4, 4]
+    # a new asset (serving: no ground truth in the frame), centred on its own quantiles, scaled with the fleet's
+    served = FleetScaler(["up", "down", "flat"], [1.0, 2.0, 4.0], scaler.quantiles)
+    new = pl.DataFrame(
+        {"compressor_id": ["B"] * 5, **{c: [10.0, 12.0, 14.0, 16.0, 18.0] for c in ("up", "down", "flat")}}
+    )
+    x = served.transform(new, "compressor_id")
+    np.testing.assert_allclose(x[:, 0], [-2, 0, 2, 4, 6])  # 25 % quantile 12
+    np.testing.assert_allclose(x[:, 1], [-3, -2, -1, 0, 1])  # 75 % quantile 16, scale 2
+    np.testing.assert_allclose(x[:, 2], [-1, -0.5, 0, 0.5, 1])  # median 14, scale 4
+    # without ground truth at fit time (or an older model's saved scaler) every feature is on its median
+    assert FleetScaler.fit(new, "compressor_id", ["up"]).quantiles is None
+    np.testing.assert_allclose(FleetScaler(["up"], [1.0]).transform(new, "compressor_id")[:, 0], [-4, -2, 0, 2, 4])
 
 
 def test_train_then_score_twice_is_idempotent(fleet, tmp_path, clean_postgres_url):

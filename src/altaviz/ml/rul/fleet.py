@@ -86,27 +86,69 @@ def with_rul(frame: pl.DataFrame, failures: pl.DataFrame, id_col: str, time_col:
     ).drop("_next", "_onset")
 
 
+HEALTHY_Q = 0.25  # per-asset quantile on the healthy side of each failure-sensitive feature
+MIN_EFFECT = 0.2  # |standardised shift| near failure below which a feature keeps the median centre
+
+
 @dataclass
 class FleetScaler:
-    """Per-asset centring (the asset's own median: units differ in size and duty) and a fleet-wide scale."""
+    """Per-asset centring (units differ in size and duty) and a fleet-wide scale. A feature that failures move
+    (fleet-wide, on the training assets) is centred on the asset's quantile on the healthy side of it (HEALTHY_Q if
+    failures raise it, 1 - HEALTHY_Q if they lower it), so an asset that degrades for much of the frame keeps its
+    degradation instead of having it absorbed into its median; other features on the median. The quantiles are
+    learned once at fit time; transform (training and serving alike) reads only the features."""
 
     features: list[str]
     scale: list[float]
+    quantiles: list[float] | None = None  # per feature; None: every feature on its median (older models)
 
     @classmethod
-    def fit(cls, frame: pl.DataFrame, id_col: str, features: list[str]) -> FleetScaler:
-        centred = cls._centre(frame, id_col, features)
+    def fit(cls, frame: pl.DataFrame, id_col: str, features: list[str], healthy_q: float | None = HEALTHY_Q):
+        """With rul_days / censored in the frame (training assets only) and a healthy_q, learns per feature
+        which side is healthy; without them every feature is centred on the median."""
+        quantiles = None
+        if healthy_q is not None and {"rul_days", "censored"} <= set(frame.columns):
+            quantiles = healthy_quantiles(frame, id_col, features, healthy_q)
+        centred = cls._centre(frame, id_col, features, quantiles)
         std = centred.select(pl.col(features).std()).row(0)
-        return cls(features, [float(s) if s and s > 1e-9 else 1.0 for s in std])
+        return cls(features, [float(s) if s and s > 1e-9 else 1.0 for s in std], quantiles)
 
     @staticmethod
-    def _centre(frame: pl.DataFrame, id_col: str, features: list[str]) -> pl.DataFrame:
-        return frame.with_columns([(pl.col(c) - pl.col(c).median().over(id_col)) for c in features])
+    def _centre(frame: pl.DataFrame, id_col: str, features: list[str], quantiles=None) -> pl.DataFrame:
+        qs = quantiles or [0.5] * len(features)
+        return frame.with_columns(
+            [
+                (pl.col(c) - pl.col(c).quantile(q, interpolation="linear").over(id_col))
+                for c, q in zip(features, qs, strict=True)
+            ]
+        )
 
     def transform(self, frame: pl.DataFrame, id_col: str) -> np.ndarray:
-        centred = self._centre(frame, id_col, self.features)
+        centred = self._centre(frame, id_col, self.features, self.quantiles)
         x = centred.select(self.features).to_numpy().astype(np.float64) / np.asarray(self.scale)
         return np.clip(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), -20, 20).astype(np.float32)
+
+
+def healthy_quantiles(
+    frame: pl.DataFrame, id_col: str, features: list[str], q: float, min_effect: float = MIN_EFFECT
+) -> list[float]:
+    """Per feature: q if failures raise it, 1 - q if they lower it, 0.5 if they barely move it. The shift is the
+    mean of the median-centred feature over rows failing within 7 days minus that over rows more than 30 days
+    from a failure, in units of its standard deviation (training rows only)."""
+    centred = FleetScaler._centre(frame, id_col, features)
+    near = (~pl.col("censored")) & (pl.col("rul_days") <= 7.0)
+    far = pl.col("rul_days") > 30.0  # censored rows count: their lower bound already exceeds 30 days
+    stats = centred.select(
+        *[pl.col(c).filter(near).mean().alias(f"n{i}") for i, c in enumerate(features)],
+        *[pl.col(c).filter(far).mean().alias(f"f{i}") for i, c in enumerate(features)],
+        *[pl.col(c).std().alias(f"s{i}") for i, c in enumerate(features)],
+    ).row(0, named=True)
+    out = []
+    for i in range(len(features)):
+        n, f, s = stats[f"n{i}"], stats[f"f{i}"], stats[f"s{i}"]
+        effect = (n - f) / s if None not in (n, f, s) and s > 1e-9 else 0.0
+        out.append(q if effect > min_effect else 1.0 - q if effect < -min_effect else 0.5)
+    return out
 
 
 def trajectories(frame: pl.DataFrame, x: np.ndarray, id_col: str) -> list[Trajectory]:

@@ -201,18 +201,22 @@ def run_gold(lake: Path, profile: Profile, dates: list[date], engine: str, progr
     return total
 
 
-def ingest_and_target_dates(
+def begin_run(
     raw: Path | None,
     lake: Path,
     profile: Profile,
-    report: EtlReport,
     *,
+    database_url: str | None,
     dates: list[date] | None,
     skip_bronze: bool,
     progress: Progress,
-) -> list[date]:
-    """Bronze ingestion (unless skipped), then the dates the later stages work on: the given ones, else those the
-    ingestion touched, else every bronze date. Shared by every engine's pipeline; fills the report's bronze part."""
+) -> tuple[EtlReport, pl.DataFrame, list[date]]:
+    """The start every engine's pipeline shares: (report, fleet metadata, target dates).
+
+    Bronze ingestion (unless skipped), then the dates the later stages work on: the given ones, else those the
+    ingestion touched, else every bronze date. Fills the report's bronze part and its bronze lap."""
+    report = EtlReport(lake=lake, database_url=database_url)
+    metadata = load_metadata(raw, lake, profile)
     touched: list[date] = []
     if not skip_bronze:
         from altaviz.lake.bronze import ingest
@@ -230,7 +234,9 @@ def ingest_and_target_dates(
     else:
         target = sorted(rows_per_date(_table(lake, BRONZE)))
     report.dates = target
-    return target
+    if not skip_bronze:
+        report.lap("bronze")
+    return report, metadata, target
 
 
 def run_etl(
@@ -247,14 +253,9 @@ def run_etl(
 ) -> EtlReport:
     progress = progress or NullProgress()
     lake = Path(lake)
-    report = EtlReport(lake=lake, database_url=database_url)
-    metadata = load_metadata(raw, lake, profile)
-    target = ingest_and_target_dates(
-        raw, lake, profile, report, dates=dates, skip_bronze=skip_bronze, progress=progress
+    report, metadata, target = begin_run(
+        raw, lake, profile, database_url=database_url, dates=dates, skip_bronze=skip_bronze, progress=progress
     )
-    if not skip_bronze:
-        report.lap("bronze")
-
     reports: dict[date, dict[str, object]] = {}
     with ThreadPoolExecutor(1) as background, ExitStack() as stack:
         exporter = None

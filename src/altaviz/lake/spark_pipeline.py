@@ -19,9 +19,8 @@ import polars as pl
 
 from altaviz.lake.export_stage import run_export
 from altaviz.lake.partitions import rows_per_date
-from altaviz.lake.pipeline import EtlReport, after_silver, ingest_and_target_dates
+from altaviz.lake.pipeline import EtlReport, after_silver, begin_run
 from altaviz.lake.quality import ConservationError, write_metrics
-from altaviz.lake.reference import load_metadata
 from altaviz.lake.schema import (
     BRONZE,
     GOLD,
@@ -208,13 +207,9 @@ def run_etl_spark(
 
     progress = progress or NullProgress()
     lake = Path(lake)
-    report = EtlReport(lake=lake, database_url=database_url)
-    metadata = load_metadata(raw, lake, profile)
-    target = ingest_and_target_dates(
-        raw, lake, profile, report, dates=dates, skip_bronze=skip_bronze, progress=progress
+    report, metadata, target = begin_run(
+        raw, lake, profile, database_url=database_url, dates=dates, skip_bronze=skip_bronze, progress=progress
     )
-    if not skip_bronze:
-        report.lap("bronze")
     spark = get_session(remote)
     report.lap("spark session")
 

@@ -31,8 +31,9 @@ from altaviz.errors import AltavizError
 from altaviz.profiles.model import Profile
 from altaviz.stream.bronze_sink import BronzeAppender, bronze_ends
 from altaviz.stream.config import StreamConfig
-from altaviz.stream.sink import PgSink
-from altaviz.stream.validate import closed_mark, decode, validate_batch
+from altaviz.stream.sink import Fenced, KeyConflict, PgSink
+from altaviz.stream.validate import DUPLICATE, closed_mark, decode, validate_batch
+from altaviz.stream.window_state import OpenWindows
 
 FLEET_REFRESH_S = 10.0
 TIMING = bool(os.environ.get("ALTAVIZ_STREAM_TIMING"))
@@ -72,6 +73,7 @@ class Processor:
         self.on_batch = on_batch
         self.on_assigned = on_assign
         self.counters = Counters()
+        self.windows = OpenWindows(profile, config.window_seconds * 1_000_000)
         self.watermarks: dict[int, int | None] = {}
         self.next_offsets: dict[int, int] = {}
         self.bronze_from: dict[int, int] = {}  # offsets below are in bronze already
@@ -90,6 +92,7 @@ class Processor:
         for tp in partitions:
             nxt, wm = saved.get(tp.partition, (None, None))
             self.watermarks[tp.partition] = wm
+            self._load_windows(tp.partition, wm)
             self.bronze_from[tp.partition] = max(ends.get(tp.partition, 0), nxt or 0)
             if nxt is not None:
                 tp.offset = nxt
@@ -109,7 +112,32 @@ class Processor:
             self.watermarks.pop(tp.partition, None)
             self.next_offsets.pop(tp.partition, None)
             self.bronze_from.pop(tp.partition, None)
+            self.windows.drop(tp.partition)
         consumer.unassign()
+
+    def _load_windows(self, partition: int, watermark: int | None) -> None:
+        """The partition's open windows from the stored rows (none before its first watermark)."""
+        if watermark is None:
+            self.windows.drop(partition)
+        else:
+            self.windows.load(partition, self.sink.open_rows(partition, self._mark(watermark)))
+
+    def _resync(self, consumer, partitions: list[int]) -> None:
+        """Another processor committed on these partitions: take their state from PostgreSQL again and seek
+        back to the stored next offsets (the batch is dropped; its messages are read again)."""
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        saved = self.sink.progress(partitions)
+        for p in partitions:
+            nxt, wm = saved.get(p, (None, None))
+            self.watermarks[p] = wm
+            if nxt is None:
+                self.next_offsets.pop(p, None)
+            else:
+                self.next_offsets[p] = nxt
+            self._load_windows(p, wm)
+            consumer.seek(TopicPartition(self.config.topic, p, OFFSET_BEGINNING if nxt is None else nxt))
+        err.print(f"partitions {partitions}: another processor committed; resumed from the stored progress")
 
     # -- one micro-batch ---------------------------------------------------------------------------------------
     def _delivered(self, err, msg) -> None:
@@ -175,7 +203,7 @@ class Processor:
             self.fleet, self.fleet_at = self.sink.fleet(), time.monotonic()
         before = {p: self.watermarks.get(p) for p in set(parts)}
         decoded, after = validate_batch(frame, self.fleet, before, self.profile, self.window_us, self.grace_us)
-        closes: dict[int, tuple[int | None, int]] = {}
+        closes: dict[int, int] = {}
         progress: dict[int, tuple[int, int | None]] = {}
         for p in sorted(before):
             wm_old, wm_new = before[p], after.get(p, before[p])
@@ -185,32 +213,21 @@ class Processor:
                 new = self._mark(wm_new)
                 old = None if wm_old is None else self._mark(wm_old)
                 if old is None or new > old:
-                    closes[p] = (old, new)
-        predictions = self.anomaly.score_batch(decoded.accepted) if self.anomaly is not None else None
-
-        self._send_dead_letters(producer, decoded.rejected, values)  # in flight while PostgreSQL works
-        self._rejected = decoded.rejected
-
-        def before_commit(dups: pl.DataFrame) -> None:
-            t = time.perf_counter()
-            if dups.height:
-                extra = decoded.accepted.join(dups, on=["_partition", "_offset"], how="semi").with_columns(
-                    _reason=pl.lit("duplicate"), _reason_detail=pl.lit("already stored from an earlier message")
-                )
-                extra = extra.select(decoded.rejected.columns)
-                self._send_dead_letters(producer, extra, values)
-                self._rejected = pl.concat([decoded.rejected, extra])
-            self._await_dead_letters(producer)
-            self._dlq_s = time.perf_counter() - t
-
+                    closes[p] = new
+        expected = {p: self.next_offsets.get(p) for p in before}
+        self._dlq_s = 0.0
         t_validated = time.perf_counter()
-        inserted, dups = self.sink.write(decoded.accepted, closes, progress, predictions, before_commit)
-        accepted = decoded.accepted
-        if dups.height:
-            accepted = accepted.join(dups, on=["_partition", "_offset"], how="anti")
+        try:
+            try:
+                outcome = self._write(decoded, values, closes, progress, expected, producer, known=None)
+            except KeyConflict:
+                outcome = self._write(decoded, values, closes, progress, expected, producer, known=self.sink)
+        except Fenced as fenced:
+            self._resync(consumer, fenced.partitions)
+            return
+        inserted, rejected, predictions, rows = outcome
         floor = pl.col("_partition").replace_strict(self.bronze_from, default=0, return_dtype=pl.Int64)
-        accepted = accepted.filter(pl.col("_offset") >= floor)
-        self.bronze.add(accepted, {p: nxt for p, (nxt, _) in progress.items()})
+        self.bronze.add(rows.filter(pl.col("_offset") >= floor), {p: nxt for p, (nxt, _) in progress.items()})
         for p, (nxt, wm) in progress.items():
             self.watermarks[p], self.next_offsets[p] = wm, nxt
         self._commit_offsets(consumer, progress)
@@ -219,17 +236,53 @@ class Processor:
             lag = time.time() - min(stamps) / 1000
             err.print(
                 f"batch {len(values)} validate {t_validated - t_start:.3f} write {now - t_validated:.3f} "
-                f"dlq {self._dlq_s:.3f} oldest lag {lag:.3f}"
+                f"dlq {self._dlq_s:.3f} oldest lag {lag:.3f} open {self.windows.size()}"
             )
         c = self.counters
         c.messages += len(values)
         c.stored += inserted
-        c.dead_lettered += self._rejected.height
-        for reason, n in self._rejected.group_by("_reason").len().iter_rows():
+        c.dead_lettered += rejected.height
+        for reason, n in rejected.group_by("_reason").len().iter_rows():
             c.by_reason[reason] = c.by_reason.get(reason, 0) + n
         c.batches += 1
         c.windows_closed += len(closes)
         c.predictions += 0 if predictions is None else predictions.height
+
+    def _write(self, decoded, values, closes, progress, expected, producer, known):
+        """Split the accepted readings into new / redelivered / stored duplicates (from the open windows, or
+        from the database when `known` is the sink, after a `KeyConflict`), dead-letter the rejected ones,
+        write the transaction, then update the open windows. Returns (inserted, rejected, predictions, rows)."""
+        accepted = decoded.accepted
+        in_state, state_duplicate = self.windows.lookup(accepted)
+        in_state = pl.Series(in_state)
+        if known is None:
+            redelivered, duplicate = in_state, pl.Series(state_duplicate)
+        else:
+            stored = known.stored_messages(accepted)
+            flags = accepted.select("_partition", "_offset").join(
+                stored, on=["_partition", "_offset"], how="left", maintain_order="left"
+            )["same_message"]
+            redelivered, duplicate = flags.fill_null(False), (~flags).fill_null(False)
+        dups = accepted.filter(duplicate).with_columns(
+            _reason=pl.lit(DUPLICATE), _reason_detail=pl.lit("already stored from an earlier message")
+        )
+        rejected = pl.concat([decoded.rejected, dups.select(decoded.rejected.columns)])
+        rows = accepted.filter(~duplicate & ~redelivered)
+        staged = self.windows.stage(accepted.filter(~duplicate & ~in_state), closes)
+        predictions = self.anomaly.score_batch(rows) if self.anomaly is not None else None
+        if known is None:
+            self._send_dead_letters(producer, rejected, values)  # in flight while PostgreSQL works
+        else:
+            self._send_dead_letters(producer, dups, values)  # the rest went out with the first attempt
+
+        def before_commit() -> None:
+            t = time.perf_counter()
+            self._await_dead_letters(producer)
+            self._dlq_s += time.perf_counter() - t
+
+        inserted = self.sink.write(rows, staged.aggregates, progress, expected, predictions, before_commit)
+        self.windows.apply(staged)
+        return inserted, rejected, predictions, rows
 
     def _mark(self, watermark_us: int) -> int:
         return int(closed_mark(np.asarray([watermark_us]), self.window_us, self.grace_us)[0])

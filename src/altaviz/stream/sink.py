@@ -1,27 +1,29 @@
 """The PostgreSQL sink of the stream processor: raw readings, window rows, progress, in one transaction.
 
 One micro-batch is one transaction:
-  1. binary COPY of the accepted readings into a session temp table
-  2. true duplicates removed and returned: rows whose (asset id, timestamp) is already stored from a different
-     message (partition, offset); a row stored from the same message is a redelivery and is simply skipped
-  3. INSERT ... ON CONFLICT DO NOTHING into `sensor_readings` (idempotent on asset id + timestamp)
-  4. the windows the batch closed, per partition, aggregated from the stored rows into `sensor_aggregates`
-     (ON CONFLICT DO NOTHING: a replay writes identical rows)
-  5. ML predictions upserted into `ml_anomaly_predictions` (when there are any)
-  6. next offset and watermark of each partition into `stream_progress`
-  7. `before_commit(duplicates)` (the processor flushes its dead-letter messages there), then COMMIT.
+  1. the batch's partitions' rows of `stream_progress` locked and checked against the offsets this processor
+     last committed (`Fenced` when another processor of the group moved them: this one lost the partition)
+  2. binary COPY of the new readings straight into `sensor_readings` (the processor has already removed the
+     readings stored before, see `window_state`; a stored key all the same raises `KeyConflict`, and the
+     processor then asks `stored_messages` and retries)
+  3. the rows of the windows the batch closed into `sensor_aggregates` (ON CONFLICT DO NOTHING: a replay writes
+     identical rows)
+  4. ML predictions upserted into `ml_anomaly_predictions` (when there are any)
+  5. next offset and watermark of each partition into `stream_progress`
+  6. `before_commit()` (the processor flushes its dead-letter messages there), then COMMIT.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import psycopg
 from psycopg import sql
 
 from altaviz.errors import AltavizError
+from altaviz.lake.schema import TIME
 from altaviz.profiles.model import Profile
 from altaviz.serve.db.migrate import ML_ANOMALY_PREDICTION_COLUMNS, libpq_url, redact
 from altaviz.serve.db.pgcopy import copy_chunks
@@ -35,8 +37,35 @@ class SinkError(AltavizError):
     """The serving database cannot take the stream (unreachable, or its schema does not fit the profile)."""
 
 
+class KeyConflict(SinkError):
+    """A reading the processor took for new is stored already (another consumer group, or a lost partition)."""
+
+
+class Fenced(SinkError):
+    """Another processor committed progress on these partitions since this one last did."""
+
+    def __init__(self, partitions: list[int]) -> None:
+        super().__init__(f"partitions {partitions}: another processor of the group committed since this one")
+        self.partitions = partitions
+
+
+AGGREGATE_TYPES = {
+    "window_start": "timestamptz", "window_end": "timestamptz", "compressor_id": "text", "sensor": "text",
+    "avg": "float8", "min": "float8", "max": "float8", "stddev": "float8", "count": "int4", "anomaly_count": "int4",
+}  # fmt: skip
+_INSERT_AGGREGATES = (
+    "INSERT INTO sensor_aggregates ({c}) SELECT {c} FROM _agg_in "
+    "ON CONFLICT (compressor_id, sensor, window_start) DO NOTHING".format(c=", ".join(AGGREGATE_TYPES))
+)
+_POLARS = {"text": pl.String, "timestamptz": pl.Datetime("us", "UTC"), "float8": pl.Float64, "int4": pl.Int32,
+           "int8": pl.Int64}  # fmt: skip
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _us_to_datetime(us: int | None) -> datetime | None:
-    return None if us is None else datetime.fromtimestamp(us / 1e6, tz=UTC)
+    return None if us is None else _EPOCH + timedelta(microseconds=us)
 
 
 class PgSink:
@@ -54,15 +83,16 @@ class PgSink:
         self._check_schema()
         with self.conn.cursor() as cur:
             cur.execute(
-                f"CREATE TEMP TABLE _sr_in (LIKE {RAW_TABLE} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-            )  # fmt: skip
+                "CREATE TEMP TABLE _keys_in (compressor_id text, timestamp timestamptz, kafka_partition int4, "
+                "kafka_offset int8) ON COMMIT DELETE ROWS"
+            )
             cur.execute(
                 "CREATE TEMP TABLE _pred_in (compressor_id text, timestamp timestamptz, sensor_values text, "
                 "is_anomaly boolean, anomaly_score double precision, rule_based_anomaly boolean, rule_status text, "
                 "model_version text) ON COMMIT DELETE ROWS"
             )
+            cur.execute("CREATE TEMP TABLE _agg_in (LIKE sensor_aggregates INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
         self.conn.commit()
-        self._close_sql = self._window_sql()
 
     def _check_schema(self) -> None:
         got = {
@@ -78,24 +108,6 @@ class PgSink:
                 f"({', '.join(self.columns)}), missing {missing}"
             )
         self.conn.rollback()
-
-    def _window_sql(self) -> sql.Composed:
-        values = sql.SQL(", ").join(
-            sql.SQL("({}, r.{}, {})").format(sql.Literal(s), sql.Identifier(s), sql.Literal(1 << i))
-            for i, s in enumerate(self.profile.sensor_names)
-        )
-        return sql.SQL(
-            "INSERT INTO sensor_aggregates (window_start, window_end, compressor_id, sensor, avg, min, max, "
-            "stddev, count, anomaly_count) "
-            "SELECT r.w, r.w + make_interval(secs => %(win)s), r.compressor_id, v.sensor, avg(v.x), min(v.x), "
-            "max(v.x), stddev_samp(v.x), count(*), count(*) FILTER (WHERE r.alert_mask & v.bit <> 0) "
-            "FROM (SELECT s.*, to_timestamp(floor(extract(epoch FROM s.timestamp) / %(win)s) * %(win)s) AS w "
-            "FROM sensor_readings s WHERE s.kafka_partition = %(p)s AND s.timestamp >= %(lo)s::timestamptz "
-            "AND s.timestamp < %(hi)s::timestamptz) r "
-            "CROSS JOIN LATERAL (VALUES {values}) AS v(sensor, x, bit) "
-            "GROUP BY r.w, r.compressor_id, v.sensor "
-            "ON CONFLICT (compressor_id, sensor, window_start) DO NOTHING"
-        ).format(values=values)
 
     def fleet(self) -> pl.DataFrame:
         """The known assets (the `compressors` table), with the metadata thresholds may be relative to."""
@@ -114,27 +126,7 @@ class PgSink:
             (self.group, self.topic, partitions),
         ).fetchall()
         self.conn.rollback()
-        return {p: (o, None if w is None else int(w.timestamp() * 1_000_000)) for p, o, w in rows}
-
-    def rows_since(self, partition: int, first_offset: int, last_offset: int) -> pl.DataFrame:
-        """Stored rows of a partition with offsets in [first_offset, last_offset), for the bronze backfill
-        (reading columns named as in the profile, plus `_partition` and `_offset`)."""
-        cols = sql.SQL(", ").join(map(sql.Identifier, self.columns))
-        with self.conn.cursor(binary=False) as cur:
-            cur.execute(
-                sql.SQL(
-                    "SELECT {} FROM sensor_readings WHERE kafka_partition = %s AND kafka_offset >= %s "
-                    "AND kafka_offset < %s ORDER BY kafka_offset"
-                ).format(cols),
-                (partition, first_offset, last_offset),
-            )
-            rows = cur.fetchall()
-        self.conn.rollback()
-        frame = pl.DataFrame(rows, schema=list(self.columns), orient="row")
-        names = {"kafka_partition": "_partition", "kafka_offset": "_offset", "timestamp": self.profile.time_column}
-        if SERVING_ID != self.profile.id_column:
-            names[SERVING_ID] = self.profile.id_column
-        return frame.rename(names)
+        return {p: (o, None if w is None else (w - _EPOCH) // timedelta(microseconds=1)) for p, o, w in rows}
 
     def _copy(self, cur: psycopg.Cursor, table: str, frame: pl.DataFrame, types: list[str]) -> None:
         stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
@@ -144,19 +136,78 @@ class PgSink:
             for chunk in copy_chunks(frame, types, table):
                 copy.write(chunk)
 
+    def open_rows(self, partition: int, mark_us: int) -> pl.DataFrame:
+        """Stored rows of a partition at or after its closed mark (its open windows), as `rows_since` names them."""
+        return self._rows("kafka_partition = %s AND timestamp >= %s", (partition, _us_to_datetime(mark_us)))
+
+    def rows_since(self, partition: int, first_offset: int, last_offset: int) -> pl.DataFrame:
+        """Stored rows of a partition with offsets in [first_offset, last_offset), for the bronze backfill
+        (reading columns named as in the profile, plus `alert_mask`, `_partition` and `_offset`)."""
+        return self._rows(
+            "kafka_partition = %s AND kafka_offset >= %s AND kafka_offset < %s", (partition, first_offset, last_offset)
+        )
+
+    def _rows(self, where: str, params: tuple) -> pl.DataFrame:
+        """Selected rows through COPY ... TO STDOUT as CSV (float8 text is exact: shortest round-trip digits;
+        times travel as epoch microseconds), parsed by Polars: a million rows take about a second."""
+        out = [
+            sql.SQL("(extract(epoch FROM {}) * 1000000)::int8").format(sql.Identifier(c))
+            if t == "timestamptz"
+            else sql.Identifier(c)
+            for c, t in self.columns.items()
+        ]
+        query = sql.SQL("COPY (SELECT {} FROM sensor_readings WHERE " + where + " ORDER BY kafka_offset) TO STDOUT "
+                        "(FORMAT csv)").format(sql.SQL(", ").join(out))  # fmt: skip
+        buffer = bytearray()
+        with self.conn.cursor() as cur:
+            with cur.copy(query, params) as copy:
+                for block in copy:
+                    buffer += block
+        self.conn.rollback()
+        schema = {c: pl.Int64 if t == "timestamptz" else _POLARS[t] for c, t in self.columns.items()}
+        frame = pl.read_csv(bytes(buffer), has_header=False, new_columns=list(schema), schema=schema)
+        frame = frame.with_columns(pl.col(c).cast(TIME) for c, t in self.columns.items() if t == "timestamptz")
+        names = {"kafka_partition": "_partition", "kafka_offset": "_offset", "timestamp": self.profile.time_column}
+        if SERVING_ID != self.profile.id_column:
+            names[SERVING_ID] = self.profile.id_column
+        return frame.rename(names)
+
+    def stored_messages(self, accepted: pl.DataFrame) -> pl.DataFrame:
+        """For the readings of `accepted` whose (asset id, timestamp) is stored already: `_partition`, `_offset`
+        of the reading and `same_message` (stored from that very message, i.e. a redelivery)."""
+        p = self.profile
+        keys = accepted.select(
+            pl.col(p.id_column).alias(SERVING_ID), pl.col(p.time_column).alias("timestamp"),
+            pl.col("_partition").alias("kafka_partition"), pl.col("_offset").alias("kafka_offset"),
+        )  # fmt: skip
+        schema = {"_partition": pl.Int32, "_offset": pl.Int64, "same_message": pl.Boolean}
+        try:
+            with self.conn.cursor() as cur:
+                self._copy(cur, "_keys_in", keys, [self.columns[c] for c in keys.columns])
+                rows = cur.execute(
+                    "SELECT i.kafka_partition, i.kafka_offset, (s.kafka_partition, s.kafka_offset) = "
+                    "(i.kafka_partition, i.kafka_offset) FROM _keys_in i JOIN sensor_readings s "
+                    "ON s.compressor_id = i.compressor_id AND s.timestamp = i.timestamp"
+                ).fetchall()
+        finally:
+            self.conn.rollback()
+        return pl.DataFrame(rows, schema=schema, orient="row")
+
     def write(
         self,
-        accepted: pl.DataFrame,
-        closes: dict[int, tuple[int | None, int]],
+        rows: pl.DataFrame,
+        aggregates: pl.DataFrame | None,
         progress: dict[int, tuple[int, int | None]],
+        expected: dict[int, int | None],
         predictions: pl.DataFrame | None,
-        before_commit: Callable[[pl.DataFrame], None],
-    ) -> tuple[int, pl.DataFrame]:
-        """Write one micro-batch (see the module doc). `closes`: partition -> (old closed mark or None, new
-        closed mark), epoch us; `progress`: partition -> (next offset, watermark us). Returns (rows inserted,
-        true duplicates as `_partition`, `_offset`)."""
+        before_commit: Callable[[], None],
+    ) -> int:
+        """Write one micro-batch (see the module doc) and return the rows inserted. `rows`: new readings (none of
+        them stored yet: a stored key raises `KeyConflict`); `aggregates`: the closed windows' rows;
+        `progress`: partition -> (next offset, watermark us); `expected`: partition -> the next offset this
+        processor last committed (None: none), checked under a row lock (`Fenced` when another processor moved it)."""
         p = self.profile
-        frame = accepted.select(
+        frame = rows.select(
             pl.col(p.id_column).alias(SERVING_ID),
             pl.col(p.time_column).alias("timestamp"),
             *p.sensor_names,
@@ -167,27 +218,15 @@ class PgSink:
         )
         try:
             with self.conn.cursor() as cur:
-                inserted = 0
-                dups = pl.DataFrame(schema={"_partition": pl.Int32, "_offset": pl.Int64})
+                self._fence(cur, expected)
                 if frame.height:
-                    self._copy(cur, "_sr_in", frame, list(self.columns.values()))
-                    cur.execute(
-                        "DELETE FROM _sr_in i USING sensor_readings s WHERE s.compressor_id = i.compressor_id "
-                        "AND s.timestamp = i.timestamp AND (s.kafka_partition, s.kafka_offset) IS DISTINCT FROM "
-                        "(i.kafka_partition, i.kafka_offset) RETURNING i.kafka_partition, i.kafka_offset"
-                    )
-                    dups = pl.DataFrame(cur.fetchall(), schema=dups.schema, orient="row")
-                    names = sql.SQL(", ").join(map(sql.Identifier, self.columns))
-                    cur.execute(
-                        sql.SQL(
-                            "INSERT INTO sensor_readings ({c}) SELECT {c} FROM _sr_in ON CONFLICT DO NOTHING"
-                        ).format(c=names)
-                    )
-                    inserted = cur.rowcount
-                for part, (lo, hi) in sorted(closes.items()):
-                    lo_text = "-infinity" if lo is None else _us_to_datetime(lo).isoformat()  # type: ignore[union-attr]
-                    params = {"win": self.window_seconds, "p": part, "lo": lo_text, "hi": _us_to_datetime(hi)}
-                    cur.execute(self._close_sql, params)
+                    try:
+                        self._copy(cur, RAW_TABLE, frame, list(self.columns.values()))
+                    except psycopg.errors.UniqueViolation as exc:
+                        raise KeyConflict(f"table {RAW_TABLE}: a reading of the batch is stored already") from exc
+                if aggregates is not None and aggregates.height:
+                    self._copy(cur, "_agg_in", aggregates, list(AGGREGATE_TYPES.values()))
+                    cur.execute(_INSERT_AGGREGATES)
                 if predictions is not None and predictions.height:
                     self._copy(cur, "_pred_in", predictions.select(list(PREDICTION_COLUMNS)), [
                         *PREDICTION_COLUMNS.values()
@@ -211,12 +250,23 @@ class PgSink:
                         for part, (nxt, wm) in sorted(progress.items())
                     ],
                 )
-            before_commit(dups)
+            before_commit()
             self.conn.commit()
         except BaseException:
             self.conn.rollback()
             raise
-        return inserted, dups
+        return frame.height
+
+    def _fence(self, cur: psycopg.Cursor, expected: dict[int, int | None]) -> None:
+        rows = cur.execute(
+            "SELECT partition, next_offset FROM stream_progress WHERE consumer_group = %s AND topic = %s "
+            "AND partition = ANY(%s) ORDER BY partition FOR UPDATE",
+            (self.group, self.topic, sorted(expected)),
+        ).fetchall()
+        stored = dict(rows)
+        moved = sorted(q for q, nxt in expected.items() if stored.get(q) != nxt)
+        if moved:
+            raise Fenced(moved)
 
     def close(self) -> None:
         self.conn.close()

@@ -98,7 +98,7 @@ PRIMARY_KEYS = {
     "data_quality_metrics": ["date", "layer", "metric"],
     "rul_predictions": ["compressor_id", "as_of"],
     "ml_anomaly_predictions": ["compressor_id", "timestamp"],
-    "sensor_readings": ["compressor_id", "timestamp"],
+    "sensor_readings": ["timestamp", "compressor_id"],
     "sensor_aggregates": ["compressor_id", "sensor", "window_start"],
     "stream_progress": ["consumer_group", "topic", "partition"],
 }

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 # Columns of `ml_anomaly_predictions` (migration 0002) and the PostgreSQL types a COPY stages them as; shared by
 # the batch scorer and the stream processor. `sensor_values` travels as text and is cast to jsonb on insert.
 ML_ANOMALY_PREDICTION_COLUMNS = {

@@ -65,8 +65,11 @@ def table_version(lake: Path | str, table: str) -> int | None:
 
 def table_schema(lake: Path | str, table: str) -> pl.Schema:
     """The table's current schema as Polars types."""
-    arrow = pa.schema(_open(lake, table).schema().to_arrow())
-    return pl.DataFrame(arrow.empty_table()).schema
+    return _polars_schema(_open(lake, table))
+
+
+def _polars_schema(dt: DeltaTable) -> pl.Schema:
+    return pl.DataFrame(pa.schema(dt.schema().to_arrow()).empty_table()).schema
 
 
 def schema_differences(
@@ -218,8 +221,9 @@ def write_table(
             raise LakeError(f"write_table {table}: streaming an iterable of frames needs schema=")
         target, frames = pl.Schema(schema), _prefetch(frame)
     exists = table_exists(lake, table)
-    if exists and not (mode == "overwrite" and predicate is None):
-        current = table_schema(lake, table)
+    opened = DeltaTable(_uri(lake, table)) if exists else None  # one log replay serves the check and the write
+    if opened is not None and not (mode == "overwrite" and predicate is None):
+        current = _polars_schema(opened)
         problems = schema_differences(current, target, ("table", "frame"))
         if problems:
             raise SchemaMismatchError(
@@ -235,7 +239,7 @@ def write_table(
     Path(uri).parent.mkdir(parents=True, exist_ok=True)
     try:
         write_deltalake(
-            uri,
+            uri if opened is None else opened,
             stream.reader(),
             mode=mode,
             partition_by=partition_by,
@@ -248,7 +252,10 @@ def write_table(
         if stream.error is not None:
             raise stream.error from None
         raise LakeError(f"table {table} at {uri}: write failed ({mode}): {exc}") from exc
-    return DeltaTable(uri).version()
+    if opened is None:
+        return DeltaTable(uri).version()
+    opened.update_incremental()
+    return opened.version()
 
 
 def scan_table(

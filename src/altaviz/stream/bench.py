@@ -8,8 +8,8 @@ Measures (all from what landed, not from the processor's own counters):
   throughput_per_s     stored / (last row stored - first message published)
   p99_raw_latency_s    p99 of stored_at - published_at (stored_at: the row's insert time inside the micro-batch
                        transaction, which commits right after)
-  p99_window_latency_s p99 of computed_at - (window_end + grace) over the closed windows (event time tracks
-                       publish time here, so window_end + grace is when the watermark passed it)
+  p99_window_latency_s p99 of computed_at - the moment the watermark passed window_end + grace (the publish time
+                       of the partition's first stored reading at or after it), over the closed windows
   window_count_errors  closed (asset, window) whose count differs from the stored readings in it
   ml_predictions       rows in `ml_anomaly_predictions` (with --ml)
 """
@@ -90,6 +90,23 @@ def _drain(url: str, bootstrap: str, dead_letter_topic: str, produced: int) -> i
         time.sleep(1.0)
 
 
+# A window row's latency: computed_at minus the moment the watermark of its asset's partition passed the window's
+# end plus grace, i.e. the publish time of the partition's first stored reading with event time >= end + grace.
+WINDOW_LATENCY = """
+WITH ends AS (SELECT DISTINCT window_end FROM sensor_aggregates),
+parts AS (SELECT DISTINCT compressor_id, kafka_partition FROM sensor_readings),
+passed AS (
+    SELECT e.window_end, r.kafka_partition, min(r.published_at) AS at FROM ends e
+    JOIN sensor_readings r ON r.timestamp >= e.window_end + make_interval(secs => %(grace)s)
+    GROUP BY e.window_end, r.kafka_partition
+)
+SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM a.computed_at - p.at)),
+       count(DISTINCT (a.compressor_id, a.window_start))
+FROM sensor_aggregates a JOIN parts USING (compressor_id)
+JOIN passed p ON p.window_end = a.window_end AND p.kafka_partition = parts.kafka_partition
+"""
+
+
 def measure(url: str, grace: float) -> dict[str, float | int | None]:
     import psycopg
 
@@ -102,11 +119,7 @@ def measure(url: str, grace: float) -> dict[str, float | int | None]:
             "SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM stored_at - published_at)) "
             "FROM sensor_readings"
         ).fetchone()[0]
-        window_p99, windows = conn.execute(
-            "SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM computed_at - window_end) - %s), "
-            "count(DISTINCT (compressor_id, window_start)) FROM sensor_aggregates",
-            (grace,),
-        ).fetchone()
+        window_p99, windows = conn.execute(WINDOW_LATENCY, {"grace": grace}).fetchone()
         predictions = conn.execute("SELECT count(*) FROM ml_anomaly_predictions").fetchone()[0]
         count_errors = conn.execute(
             "SELECT count(*) FROM (SELECT a.compressor_id, a.window_start, max(a.count) AS n FROM sensor_aggregates a "

@@ -8,7 +8,7 @@ They serve two purposes:
   a redelivery (stored from this very message).
 - **Window rows.** When the watermark passes a window's end plus grace, the window's readings are aggregated here
   (avg / min / max / sample stddev / count / anomaly count per asset x sensor) and written in the micro-batch
-  transaction. Rows are sorted by asset and time before aggregating, so the numbers do not depend on how the
+  transaction. Rows are sorted by time before aggregating, so the numbers do not depend on how the
   messages were batched or on restarts.
 
 The state is derived from the system of record: a processor that takes a partition over reloads its open windows
@@ -161,7 +161,9 @@ def aggregate(rows: pl.DataFrame, profile: Profile, window_us: int) -> pl.DataFr
     """Readings of closed windows -> one row per (window, asset, sensor) in `AGGREGATE_COLUMNS` order."""
     aid, ts = profile.id_column, profile.time_column
     start = (pl.col(ts).dt.epoch("us") // window_us * window_us).cast(pl.Int64).cast(TIME)
-    rows = rows.sort(aid, ts).with_columns(start.alias("window_start"))
+    # a stable total order of each group's readings (unique times within an asset), whatever the batching:
+    # sorting by time alone costs a tenth of sorting by (asset, time)
+    rows = rows.sort(ts, maintain_order=True).with_columns(start.alias("window_start"))
     aggs = [pl.len().alias("count")]
     for i, s in enumerate(profile.sensor_names):
         x = pl.col(s)

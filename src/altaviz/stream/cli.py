@@ -163,7 +163,7 @@ def stream_bench(
     seconds: Annotated[float, typer.Option(min=1.0, help="Producing time.")] = 60.0,
     assets: Annotated[int, typer.Option(min=1, help="Simulated assets.")] = 1000,
     kill_after: Annotated[float | None, typer.Option(help="SIGKILL the processor after K s, restart it.")] = None,
-    processors: Annotated[int, typer.Option(min=1, help="Processor processes in the group.")] = 1,
+    processors: Annotated[int, typer.Option(min=1, help="Processor processes in the group (one per core).")] = 2,
     partitions: Partitions = 4,
     grace: Grace = 5.0,
     ml: Annotated[bool, typer.Option("--ml/--no-ml", help="Online anomaly detection in the processor.")] = False,

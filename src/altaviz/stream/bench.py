@@ -122,10 +122,10 @@ def measure(url: str, grace: float) -> dict[str, float | int | None]:
         window_p99, windows = conn.execute(WINDOW_LATENCY, {"grace": grace}).fetchone()
         predictions = conn.execute("SELECT count(*) FROM ml_anomaly_predictions").fetchone()[0]
         count_errors = conn.execute(
-            "SELECT count(*) FROM (SELECT a.compressor_id, a.window_start, max(a.count) AS n FROM sensor_aggregates a "
-            "GROUP BY 1, 2) a JOIN LATERAL (SELECT count(*) AS m FROM sensor_readings r WHERE r.compressor_id = "
-            "a.compressor_id AND r.timestamp >= a.window_start AND r.timestamp < a.window_start + interval '1 minute'"
-            ") r ON true WHERE a.n <> r.m"
+            "SELECT count(*) FROM (SELECT compressor_id, window_start, min(count) AS lo, max(count) AS hi "
+            "FROM sensor_aggregates GROUP BY 1, 2) a LEFT JOIN (SELECT compressor_id, date_bin(interval '1 minute', "
+            "timestamp, timestamptz '1970-01-01') AS window_start, count(*) AS m FROM sensor_readings GROUP BY 1, 2) r "
+            "USING (compressor_id, window_start) WHERE r.m IS NULL OR a.lo <> r.m OR a.hi <> r.m"
         ).fetchone()[0]
     span = (last_stored - first_pub).total_seconds() if stored else None
     return {

@@ -9,8 +9,8 @@ windows (rows m + 1 .. r) and fetches that row's prefix values with one join per
 
   mean, std   sums of x - centre and (x - centre)^2 from prefix sums that restart at every (asset, day), combined
               in the Polars engine's order (`_window_sum`), so both engines compute bit-identical Float64 values;
-              std is null below 2 readings and 0 where the window holds one value only (no change of value
-              between its first row and the current one: a running count of changes per sensor)
+              std is null below 2 readings and 0 where the window holds one value only (the row before the
+              current run of equal values, a running max per sensor, lies outside the window)
   max, min    from time buckets (`windows.bucket_extremes`), exact
   rate        (x_t - x_ref) / hours(t - t_ref), ref = the row just before the window (t - w, t], when it is no
               older than t - 2w
@@ -93,7 +93,8 @@ def _std(sensor: str, seconds: int) -> Column:
     """Sample std as the Polars engine computes it: ((s2 - s1 * s1 / n) clipped at 0) / (n - 1), square root."""
     n, s1, s2 = _count(seconds), _window_sum("1", sensor, seconds), _window_sum("2", sensor, seconds)
     var = F.greatest(s2 - s1 * s1 / n, F.lit(0.0)) / (n - F.lit(1.0))
-    flat = F.col(f"_chg:{sensor}") == F.col(f"_chg:{sensor}@{seconds}")
+    run = F.col(f"_run:{sensor}")  # time of the row before the current run of equal values
+    flat = run.isNull() | (run <= F.col(W.T_US) - F.lit(seconds * US))
     return F.when(n < F.lit(2.0), F.lit(None).cast("double")).when(flat, F.lit(0.0)).otherwise(F.sqrt(var))
 
 
@@ -167,7 +168,6 @@ class _Plan:
         cols = ["date"]
         for s in sorted({f.sensor for f in feats if f.stat in ("mean", "std")}):
             cols += [f"_E1:{s}", f"_E2:{s}"]
-        cols += [f"_chg:{s}" for s in sorted({f.sensor for f in feats if f.stat == "std"})]
         rates = sorted({r.sensor for r in spec.rates if r.seconds == seconds})
         if rates:
             cols += ["_lag_t", *[f"_lag:{s}" for s in rates]]
@@ -181,7 +181,8 @@ class _Plan:
 
 def _prepare(silver: DataFrame, profile: Profile, plan: _Plan) -> DataFrame:
     """Two selects: row index, centred values, previous values, bucket; then the per-day prefix sums and the
-    running count of value changes (the only running aggregates; everything else is row-local or a join)."""
+    start of each sensor's run of equal values (the only running aggregates; everything else is row-local or a
+    join)."""
     aid = profile.id_column
     by = W.by_asset(aid)
     frame = silver.select("*", F.unix_micros(F.col(profile.time_column)).alias(W.T_US))
@@ -190,7 +191,7 @@ def _prepare(silver: DataFrame, profile: Profile, plan: _Plan) -> DataFrame:
         d = F.col(s) - _centre(profile, s)
         cols += [d.alias(f"_x1:{s}"), (d * d).alias(f"_x2:{s}")]
     cols += [F.lag(s).over(by).alias(f"_lag:{s}") for s in plan.lagged]
-    if plan.rated:
+    if plan.rated or plan.changes:
         cols.append(F.lag(W.T_US).over(by).alias("_lag_t"))
     if plan.bucket:
         g = F.lit(plan.bucket * US)
@@ -201,10 +202,10 @@ def _prepare(silver: DataFrame, profile: Profile, plan: _Plan) -> DataFrame:
     cols = ["*"]
     for s in plan.moments:
         cols += [F.sum(f"_x{k}:{s}").over(day).alias(f"_E{k}:{s}") for k in "12"]
-    for s in plan.changes:
+    for s in plan.changes:  # the window holds one value iff the row before its run lies outside the window
         x, prev = F.col(s), F.col(f"_lag:{s}")
-        changed = (F.col(W.R) > F.lit(1)) & (x.isNull() | prev.isNull() | (x != prev))
-        cols.append(F.sum(F.when(changed, F.lit(1)).otherwise(F.lit(0))).over(running).alias(f"_chg:{s}"))
+        changed = x.isNull() | prev.isNull() | (x != prev)
+        cols.append(F.max(F.when(changed, F.col("_lag_t"))).over(running).alias(f"_run:{s}"))
     return frame.select(*cols)
 
 

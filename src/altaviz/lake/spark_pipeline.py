@@ -176,14 +176,12 @@ def run_silver_spark(
 
 def run_gold_spark(spark: SparkSession, lake: Path, profile: Profile, dates: list[date]) -> int:
     """Gold of `dates` from silver (+ the spec's lookback), one Spark job; returns the rows written."""
-    from pyspark.sql import functions as F
-
     from altaviz.engines.spark_engine import build_features
 
     lake = Path(lake)
     edge = datetime.combine(min(dates), datetime.min.time(), tzinfo=UTC) - feature_spec(profile).lookback
     span = [edge.date() + timedelta(days=i) for i in range((max(dates) - edge.date()).days + 1)]
-    silver = read_dates(spark, lake / SILVER, span).filter(F.col(profile.time_column) > F.lit(edge))
+    silver = read_dates(spark, lake / SILVER, span)  # whole days, as the Polars engine reads them
     staging = lake / "_staging" / f"gold-{uuid.uuid4().hex}"
 
     def stage(frame: DataFrame) -> DataFrame:  # computed once, read by every join of the gold plan

@@ -61,24 +61,38 @@ def _centre(profile: Profile, sensor: str) -> Column:
     return F.col(spec.relative_to) * F.lit(mid) if spec.relative_to else F.lit(mid)
 
 
-def _middle_segments(seconds: int) -> int:
-    """How many whole (asset, day) segments can lie strictly between a window's first and last row."""
-    return -(-seconds // DAY) - 1
+def _days_back(seconds: int) -> int:
+    """How many days before a row's day the first row of its window can lie."""
+    return -(-seconds // DAY)
 
 
-def _window_sum(moment: str, sensor: str, seconds: int) -> Column:
+def _moment(profile: Profile, sensor: str, moment: str) -> Column:
+    """x - centre (moment "1") or its square ("2"), as the Polars engine's prefix sums add them."""
+    d = F.col(sensor) - _centre(profile, sensor)
+    return d if moment == "1" else d * d
+
+
+def _prefix(profile: Profile, sensor: str, moment: str) -> Column:
+    """P: the day's prefix sum up to and including the row (E + x, the same addition a running sum makes)."""
+    return F.coalesce(F.col(f"_E{moment}:{sensor}"), F.lit(0.0)) + _moment(profile, sensor, moment)
+
+
+def _window_sum(profile: Profile, moment: str, sensor: str, seconds: int) -> Column:
     """Sum of a centred moment over (t - w, t], in the Polars engine's order of additions
-    (`polars_engine.windows.window_sums`): same day: P[i] - E[j]; across days: the rest of the first row's day
-    (T[j] - E[j]), then every whole day in between, then P[i]. E = prefix before the row within its day (0 at
-    the day's first row), P = E + x, T = the day's total."""
+    (`polars_engine.windows.window_sums`): same day: P[i] - E[j]; from b days back: the rest of the first row's
+    day (T[j] - E[j]), then every whole day in between, then P[i]. E = prefix before the row within its day (0 at
+    the day's first row), P = E + x, T-d = the total of the asset's d-th previous day with readings."""
     at = f"@{seconds}"
-    p_i = F.coalesce(F.col(f"_E{moment}:{sensor}"), F.lit(0.0)) + F.col(f"_x{moment}:{sensor}")
+    p_i = _prefix(profile, sensor, moment)
     e_j = F.coalesce(F.col(f"_E{moment}:{sensor}{at}"), F.lit(0.0))
-    across = F.col(f"_T{moment}:{sensor}{at}") - e_j
-    for m in range(1, _middle_segments(seconds) + 1):
-        inside = F.col("_q") - F.col(f"_q{at}") - F.lit(1) >= F.lit(m)
-        across = F.when(inside, across + F.col(f"_T{moment}+{m}:{sensor}{at}")).otherwise(across)
-    return F.when(F.col(f"date{at}") == F.col("date"), p_i - e_j).otherwise(across + p_i)
+    back = F.col("_q") - F.col(f"_q{at}")
+    out = F.when(back == F.lit(0), p_i - e_j)
+    for b in range(1, _days_back(seconds) + 1):
+        across = F.col(f"_T{moment}-{b}:{sensor}") - e_j
+        for m in range(1, b):
+            across = across + F.col(f"_T{moment}-{b - m}:{sensor}")
+        out = out.when(back == F.lit(b), across + p_i)
+    return out
 
 
 def _count(seconds: int) -> Column:
@@ -86,12 +100,12 @@ def _count(seconds: int) -> Column:
 
 
 def _mean(profile: Profile, sensor: str, seconds: int) -> Column:
-    return _window_sum("1", sensor, seconds) / _count(seconds) + _centre(profile, sensor)
+    return _window_sum(profile, "1", sensor, seconds) / _count(seconds) + _centre(profile, sensor)
 
 
-def _std(sensor: str, seconds: int) -> Column:
+def _std(profile: Profile, sensor: str, seconds: int) -> Column:
     """Sample std as the Polars engine computes it: ((s2 - s1 * s1 / n) clipped at 0) / (n - 1), square root."""
-    n, s1, s2 = _count(seconds), _window_sum("1", sensor, seconds), _window_sum("2", sensor, seconds)
+    n, s1, s2 = _count(seconds), _window_sum(profile, "1", sensor, seconds), _window_sum(profile, "2", sensor, seconds)
     var = F.greatest(s2 - s1 * s1 / n, F.lit(0.0)) / (n - F.lit(1.0))
     run = F.col(f"_run:{sensor}")  # time of the row before the current run of equal values
     flat = run.isNull() | (run <= F.col(W.T_US) - F.lit(seconds * US))
@@ -160,12 +174,12 @@ class _Plan:
         self.lengths = sorted({f.seconds for f in rolling} | {r.seconds for r in spec.rates})
         self.extreme_lengths = sorted({f.seconds for f in rolling if f.stat in ("max", "min")})
         self.bucket = W.bucket_length(self.extreme_lengths) if self.extreme_lengths else 0
-        self.middle = max([_middle_segments(f.seconds) for f in rolling if f.stat in ("mean", "std")] + [0])
+        self.days_back = max([_days_back(f.seconds) for f in rolling if f.stat in ("mean", "std")] + [0])
 
     def payload(self, spec: FeatureSpec, seconds: int) -> list[str]:
         """Columns of a window's first row that the features of this window length read."""
         feats = [f for f in spec.rolling if f.seconds == seconds]
-        cols = ["date"]
+        cols = ["_q"]
         for s in sorted({f.sensor for f in feats if f.stat in ("mean", "std")}):
             cols += [f"_E1:{s}", f"_E2:{s}"]
         rates = sorted({r.sensor for r in spec.rates if r.seconds == seconds})
@@ -187,9 +201,9 @@ def _prepare(silver: DataFrame, profile: Profile, plan: _Plan) -> DataFrame:
     by = W.by_asset(aid)
     frame = silver.select("*", F.unix_micros(F.col(profile.time_column)).alias(W.T_US))
     cols: list[Column | str] = ["*", F.row_number().over(by).cast("long").alias(W.R)]
-    for s in plan.moments:
-        d = F.col(s) - _centre(profile, s)
-        cols += [d.alias(f"_x1:{s}"), (d * d).alias(f"_x2:{s}")]
+    if plan.moments:  # day index per asset
+        cols.append(F.dense_rank().over(Window.partitionBy(aid).orderBy("date")).cast("long").alias("_q"))
+    cols += [_moment(profile, s, k).alias(f"_x{k}:{s}") for s in plan.moments for k in "12"]
     cols += [F.lag(s).over(by).alias(f"_lag:{s}") for s in plan.lagged]
     if plan.rated or plan.changes:
         cols.append(F.lag(W.T_US).over(by).alias("_lag_t"))
@@ -206,29 +220,27 @@ def _prepare(silver: DataFrame, profile: Profile, plan: _Plan) -> DataFrame:
         x, prev = F.col(s), F.col(f"_lag:{s}")
         changed = x.isNull() | prev.isNull() | (x != prev)
         cols.append(F.max(F.when(changed, F.col("_lag_t"))).over(running).alias(f"_run:{s}"))
-    return frame.select(*cols)
+    # the centred values are cheap to recompute; previous values are read only for rates
+    unused = [f"_x{k}:{s}" for s in plan.moments for k in "12"]
+    unused += [f"_lag:{s}" for s in plan.lagged if s not in plan.rated]
+    return frame.select(*cols).drop(*unused)
 
 
-def _day_totals(rows: DataFrame, aid: str, plan: _Plan) -> DataFrame:
-    """(aid, date, _T{k}:{s}, and when windows span whole days: _q (day index) and _T{k}+{m}:{s} of the m-th
-    next day of the asset): each (asset, day)'s prefix sums at its last row."""
+def _day_totals(rows: DataFrame, profile: Profile, plan: _Plan) -> DataFrame:
+    """(aid, date, _T{k}-{d}:{s}): the prefix sums at the last row of the asset's d-th previous day with readings,
+    d = 1 .. days_back (a window's first row lies at most that many days back)."""
+    aid = profile.id_column
     last = rows.groupBy(aid, "date").agg(F.max(W.R).alias("_last"))
-    totals = [
-        (F.coalesce(F.col(f"_E{k}:{s}"), F.lit(0.0)) + F.col(f"_x{k}:{s}")).alias(f"_T{k}:{s}")
+    totals = [_prefix(profile, s, k).alias(f"_T{k}:{s}") for s in plan.moments for k in "12"]
+    out = _join(last, rows.select(aid, W.R, *totals), {aid: aid, "_last": W.R})
+    order = Window.partitionBy(aid).orderBy("date")
+    lags = [
+        F.lag(f"_T{k}:{s}", d).over(order).alias(f"_T{k}-{d}:{s}")
+        for d in range(1, plan.days_back + 1)
         for s in plan.moments
         for k in "12"
     ]
-    out = _join(last, rows.select(aid, W.R, *totals), {aid: aid, "_last": W.R}).drop("_last")
-    if plan.middle:
-        order = Window.partitionBy(aid).orderBy("date")
-        leads = [
-            F.lead(f"_T{k}:{s}", m).over(order).alias(f"_T{k}+{m}:{s}")
-            for m in range(1, plan.middle + 1)
-            for s in plan.moments
-            for k in "12"
-        ]
-        out = out.select("*", F.row_number().over(order).alias("_q"), *leads)
-    return out
+    return out.select(aid, "date", *lags)
 
 
 def build_features(
@@ -256,7 +268,7 @@ def build_features(
     own = rows if wanted is None else rows.filter(wanted)
     # the windows' first rows are fetched into a narrow frame (joins copy every column they carry), which
     # joins the wanted rows once at the end
-    keys = [aid, W.R, "date"] + (["_bucket"] if plan.extremes else [])
+    keys = [aid, W.R, "date"] + (["_q"] if plan.moments else []) + (["_bucket"] if plan.extremes else [])
     fetched = own.select(*keys)
     if plan.lengths:
         fetched = _join(fetched, W.window_starts(rows, aid, plan.lengths, wanted), {aid: aid, W.R: W.R})
@@ -265,18 +277,12 @@ def build_features(
         mids = W.whole_buckets(rows, aid, "_bucket", ext_cols, how, spans)
         if len(mids.columns) > 2:
             fetched = _join(fetched, mids, {aid: aid, "_bucket": "_bucket"}, "left")
-    totals = _day_totals(rows, aid, plan) if plan.moments else None
-    if totals is not None and plan.middle:
-        fetched = _join(fetched, totals.select(aid, "date", "_q"), {aid: aid, "date": "date"})
+    if plan.moments and plan.days_back:
+        fetched = _join(fetched, _day_totals(rows, profile, plan), {aid: aid, "date": "date"})
     for seconds in plan.lengths:
-        at = f"@{seconds}"
         cols = plan.payload(spec, seconds)
         first = F.col(W.start_column(seconds)) + F.lit(1)
-        fetched = W.fetch(fetched, rows, aid, first, {c: c + at for c in cols})
-        if totals is not None and any(c.startswith("_E1:") for c in cols):
-            t_cols = [c for c in totals.columns if c.startswith("_T") or c == "_q"]
-            day = totals.select(aid, "date", *[F.col(c).alias(c + at) for c in t_cols])
-            fetched = _join(fetched, day, {aid: aid, f"date{at}": "date"})
+        fetched = W.fetch(fetched, rows, aid, first, {c: f"{c}@{seconds}" for c in cols})
     main = _join(own, fetched.drop(*keys[2:]), {aid: aid, W.R: W.R})
 
     features = []
@@ -284,7 +290,7 @@ def build_features(
         if f.stat == "mean":
             col = _mean(profile, f.sensor, f.seconds)
         elif f.stat == "std":
-            col = _std(f.sensor, f.seconds)
+            col = _std(profile, f.sensor, f.seconds)
         elif f.stat in ("max", "min"):
             p = f"_{f.stat}"
             at = f"@{f.seconds}"

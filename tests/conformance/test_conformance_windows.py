@@ -50,3 +50,21 @@ def test_gold_other_windows_identical(spark, conformance_data):
     )
     assert ours.height > 0
     assert_frames_conform(ours, theirs, [profile.id_column, profile.time_column], "gold, other windows")
+
+
+def test_gold_range_window_fallback_identical(spark, conformance_data, monkeypatch):
+    """Readings too sparse for time buckets: max/min from range windows, same values."""
+    from altaviz.engines.spark_engine import windows
+
+    monkeypatch.setattr(windows, "bucket_length", lambda seconds, spacing: 0)
+    test_gold_other_windows_identical(spark, conformance_data)
+
+
+def test_bucket_length_divides_windows_and_fits_the_data():
+    from altaviz.engines.spark_engine.windows import bucket_length
+
+    assert bucket_length([3600, 14400, 86400], 600) == 3600  # 10-min readings: 1 h buckets of ~6 readings
+    assert bucket_length([86400], 600) == 4800  # a divisor of 24 h near 8 readings, not 24 h (144 per bucket)
+    assert bucket_length([86400], 1) == 8  # 1-s readings
+    assert bucket_length([3600, 3601], 600) == 0  # gcd 1 s: far finer than the readings -> range windows
+    assert all(w % bucket_length([1800, 5400, 129600], 600) == 0 for w in (1800, 5400, 129600))

@@ -11,7 +11,8 @@ windows (rows m + 1 .. r) and fetches that row's prefix values with one join per
               in the Polars engine's order (`_window_sum`), so both engines compute bit-identical Float64 values;
               std is null below 2 readings and 0 where the window holds one value only (the row before the
               current run of equal values, a running max per sensor, lies outside the window)
-  max, min    from time buckets (`windows.bucket_extremes`), exact
+  max, min    from time buckets (`windows.bucket_length`), exact; range windows when the data is too
+              sparse for buckets
   rate        (x_t - x_ref) / hours(t - t_ref), ref = the row just before the window (t - w, t], when it is no
               older than t - 2w
 """
@@ -150,6 +151,19 @@ def _health(spec: FeatureSpec, statuses: dict[str, Column]) -> Column:
     return out
 
 
+def _spacing(silver: DataFrame, profile: Profile) -> float:
+    """Typical seconds between an asset's readings (one small aggregation; sizes the max/min time buckets)."""
+    t = F.unix_micros(F.col(profile.time_column))
+    r = silver.agg(
+        F.count(F.lit(1)).alias("n"),
+        F.countDistinct(profile.id_column).alias("assets"),
+        ((F.max(t) - F.min(t)) / F.lit(US)).alias("span"),
+    ).first()
+    if r is None or not r["n"] or r["span"] is None:
+        return 0.0
+    return float(r["span"]) * int(r["assets"]) / int(r["n"])
+
+
 def _join(frame: DataFrame, other: DataFrame, keys: dict[str, str], how: str = "inner") -> DataFrame:
     """frame joined with other on frame[k] == other[v] for k, v in keys; other's key columns are dropped."""
     renamed = other.select(*[F.col(c).alias(f"_o:{c}") if c in keys.values() else F.col(c) for c in other.columns])
@@ -163,7 +177,7 @@ def _join(frame: DataFrame, other: DataFrame, keys: dict[str, str], how: str = "
 class _Plan:
     """What the feature spec needs, per sensor and window length."""
 
-    def __init__(self, spec: FeatureSpec) -> None:
+    def __init__(self, spec: FeatureSpec, spacing: float) -> None:
         rolling = spec.rolling
         self.moments = sorted({f.sensor for f in rolling if f.stat in ("mean", "std")})
         self.changes = sorted({f.sensor for f in rolling if f.stat == "std"})
@@ -173,7 +187,7 @@ class _Plan:
         self.extremes = {p: v for p, v in self.extremes.items() if v[1]}
         self.lengths = sorted({f.seconds for f in rolling} | {r.seconds for r in spec.rates})
         self.extreme_lengths = sorted({f.seconds for f in rolling if f.stat in ("max", "min")})
-        self.bucket = W.bucket_length(self.extreme_lengths) if self.extreme_lengths else 0
+        self.bucket = W.bucket_length(self.extreme_lengths, spacing) if self.extreme_lengths else 0
         self.days_back = max([_days_back(f.seconds) for f in rolling if f.stat in ("mean", "std")] + [0])
 
     def payload(self, spec: FeatureSpec, seconds: int) -> list[str]:
@@ -185,15 +199,15 @@ class _Plan:
         rates = sorted({r.sensor for r in spec.rates if r.seconds == seconds})
         if rates:
             cols += ["_lag_t", *[f"_lag:{s}" for s in rates]]
-        for p, (op, _) in self.extremes.items():
+        for p, (op, _) in self.extremes.items() if self.bucket else ():
             ext = sorted({f.sensor for f in feats if f.stat == op})
             cols += [f"{p}_suf:{s}" for s in ext]
-        if any(f.stat in ("max", "min") for f in feats):
+        if self.bucket and any(f.stat in ("max", "min") for f in feats):
             cols.append("_bucket")
         return list(dict.fromkeys(cols))
 
 
-def _prepare(silver: DataFrame, profile: Profile, plan: _Plan) -> DataFrame:
+def _prepare(silver: DataFrame, profile: Profile, spec: FeatureSpec, plan: _Plan) -> DataFrame:
     """Two selects: row index, centred values, previous values, bucket; then the per-day prefix sums and the
     start of each sensor's run of equal values (the only running aggregates; everything else is row-local or a
     join)."""
@@ -220,6 +234,13 @@ def _prepare(silver: DataFrame, profile: Profile, plan: _Plan) -> DataFrame:
         x, prev = F.col(s), F.col(f"_lag:{s}")
         changed = x.isNull() | prev.isNull() | (x != prev)
         cols.append(F.max(F.when(changed, F.col("_lag_t"))).over(running).alias(f"_run:{s}"))
+    if plan.extremes and not plan.bucket:  # readings too sparse for buckets: range windows
+        agg = {"max": F.max, "min": F.min}
+        cols += [
+            agg[f.stat](f.sensor).over(by.rangeBetween(-(f.seconds * US - 1), 0)).alias(f"_rng:{f.name}")
+            for f in spec.rolling
+            if f.stat in ("max", "min")
+        ]
     # the centred values are cheap to recompute; previous values are read only for rates
     unused = [f"_x{k}:{s}" for s in plan.moments for k in "12"]
     unused += [f"_lag:{s}" for s in plan.lagged if s not in plan.rated]
@@ -255,11 +276,11 @@ def build_features(
     Connect servers such as Sail recompute a shared input for every reader, so `stage` (e.g. write Parquet and
     read it back) is applied to them once when given."""
     spec = feature_spec(profile)
-    plan = _Plan(spec)
     aid, ts = profile.id_column, profile.time_column
+    plan = _Plan(spec, _spacing(silver, profile) if any(f.stat in ("max", "min") for f in spec.rolling) else 0.0)
     wanted = F.col("date").isin(sorted(set(dates))) if dates is not None else None
-    rows = _prepare(silver, profile, plan)
-    if plan.extremes:
+    rows = _prepare(silver, profile, spec, plan)
+    if plan.extremes and plan.bucket:
         how = {p: op for p, (op, _) in plan.extremes.items()}
         ext_cols = sorted({c for _, cols in plan.extremes.values() for c in cols})
         rows = _join(rows, W.within_bucket(rows, aid, "_bucket", ext_cols, how), {aid: aid, W.R: W.R})
@@ -268,11 +289,11 @@ def build_features(
     own = rows if wanted is None else rows.filter(wanted)
     # the windows' first rows are fetched into a narrow frame (joins copy every column they carry), which
     # joins the wanted rows once at the end
-    keys = [aid, W.R, "date"] + (["_q"] if plan.moments else []) + (["_bucket"] if plan.extremes else [])
+    keys = [aid, W.R, "date"] + (["_q"] if plan.moments else []) + (["_bucket"] if plan.bucket else [])
     fetched = own.select(*keys)
     if plan.lengths:
         fetched = _join(fetched, W.window_starts(rows, aid, plan.lengths, wanted), {aid: aid, W.R: W.R})
-    if plan.extremes:
+    if plan.extremes and plan.bucket:
         spans = sorted({s // plan.bucket for s in plan.extreme_lengths})
         mids = W.whole_buckets(rows, aid, "_bucket", ext_cols, how, spans)
         if len(mids.columns) > 2:
@@ -291,6 +312,8 @@ def build_features(
             col = _mean(profile, f.sensor, f.seconds)
         elif f.stat == "std":
             col = _std(profile, f.sensor, f.seconds)
+        elif f.stat in ("max", "min") and not plan.bucket:
+            col = F.col(f"_rng:{f.name}")
         elif f.stat in ("max", "min"):
             p = f"_{f.stat}"
             at = f"@{f.seconds}"

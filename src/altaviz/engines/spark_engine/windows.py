@@ -13,9 +13,9 @@ minutes. These helpers express time windows without range frames:
   sums           prefix sums restarting at every (asset, day), exclusive of the current row (a cumulative
                  `rowsBetween(unboundedPreceding, -1)` frame), so a window sum is built from two or three prefix
                  values in exactly the order the Polars engine adds them (`altaviz.engines.polars_engine.windows`)
-  extremes       max/min over (t - w, t] from time buckets of g = gcd of the window lengths: the rest of the first
-                 row's bucket, the whole buckets in between (a `rowsBetween` frame over a dense per-bucket table)
-                 and the current bucket up to the row (`bucket_extremes`)
+  extremes       max/min over (t - w, t] from time buckets of g seconds, g a divisor of every window length sized
+                 to the data (`bucket_length`): the rest of the first row's bucket, the whole buckets in between (a
+                 `rowsBetween` frame over a dense per-bucket table) and the current bucket up to the row
 """
 
 from __future__ import annotations
@@ -79,12 +79,24 @@ def fetch(frame: DataFrame, rows: DataFrame, aid: str, at: Column, columns: dict
     return joined.drop("_f_aid", "_f_r", "_f_at")
 
 
-def bucket_length(seconds: list[int]) -> int:
-    """g: the largest bucket that divides every window length (their gcd), in seconds."""
+ROWS_PER_BUCKET = 8  # aim: a bucket holds about this many of an asset's readings
+
+
+def bucket_length(seconds: list[int], spacing: float) -> int:
+    """g in seconds: a divisor of every window length (so a window is whole buckets plus two partial ones), as
+    large as possible while a bucket holds about ROWS_PER_BUCKET readings at `spacing` seconds between an asset's
+    readings (the within-bucket self-join grows with rows per bucket; the dense bucket table with buckets per
+    reading). 0 when no such divisor is coarser than a quarter of the spacing: use range windows then."""
     g = 0
     for s in seconds:
         g = gcd(g, s)
-    return g
+    target = max(int(ROWS_PER_BUCKET * spacing), 1)
+    if g <= target:
+        best = g
+    else:
+        divisors = {d for k in range(1, int(g**0.5) + 1) if g % k == 0 for d in (k, g // k)}
+        best = max(d for d in divisors if d <= target)
+    return best if best * 4 >= spacing else 0
 
 
 def within_bucket(frame: DataFrame, aid: str, bucket: str, columns: list[str], how: dict[str, str]) -> DataFrame:

@@ -176,16 +176,23 @@ def run_silver_spark(
 
 def run_gold_spark(spark: SparkSession, lake: Path, profile: Profile, dates: list[date]) -> int:
     """Gold of `dates` from silver (+ the spec's lookback), one Spark job; returns the rows written."""
-    from pyspark.sql import functions as F
-
     from altaviz.engines.spark_engine import build_features
 
     lake = Path(lake)
     edge = datetime.combine(min(dates), datetime.min.time(), tzinfo=UTC) - feature_spec(profile).lookback
     span = [edge.date() + timedelta(days=i) for i in range((max(dates) - edge.date()).days + 1)]
-    silver = read_dates(spark, lake / SILVER, span).filter(F.col(profile.time_column) > F.lit(edge))
-    gold = build_features(silver, profile, dates)
-    write_dates(gold, lake / GOLD, gold_schema(profile), dates)
+    silver = read_dates(spark, lake / SILVER, span)  # whole days, as the Polars engine reads them
+    staging = lake / "_staging" / f"gold-{uuid.uuid4().hex}"
+
+    def stage(frame: DataFrame) -> DataFrame:  # computed once, read by every join of the gold plan
+        frame.write.mode("overwrite").parquet(str(staging))
+        return spark.read.parquet(str(staging))
+
+    try:
+        gold = build_features(silver, profile, dates, stage=stage)
+        write_dates(gold, lake / GOLD, gold_schema(profile), dates)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     counts = rows_per_date(lake / GOLD)
     return sum(counts.get(d, 0) for d in dates)
 

@@ -1,33 +1,42 @@
-"""Gold stage rendered in Spark: the profile's feature spec over silver readings, in one select.
+"""Gold stage rendered in Spark: the profile's feature spec over silver readings.
 
 Input: silver rows of the target dates plus `FeatureSpec.lookback` of history before them.
 Output: one gold row per silver reading of the target dates, columns in `gold_schema(profile)` order.
 
-Windows are time ranges on epoch microseconds partitioned by asset: (t - w, t] is
-`rangeBetween(-(w - 1 µs), 0)`; the rate-of-change reference (latest reading in [t - 2w, t - w]) is the last row
-of `rangeBetween(-2w, -w)`. Sample std is 0 where the window holds >= 2 readings of one value (as in the Polars
-engine: exact, whatever the summation order) and null below 2 readings; otherwise it comes from centred sums
-(see `_std`).
+Windows (t - w, t] per asset are located without range frames (see `windows`: Sail evaluates a `rangeBetween`
+frame 4-6 times slower than a row frame, per expression): every row learns the first row of each of its
+windows (rows m + 1 .. r) and fetches that row's prefix values with one join per window length.
+
+  mean, std   sums of x - centre and (x - centre)^2 from prefix sums that restart at every (asset, day), combined
+              in the Polars engine's order (`_window_sum`), so both engines compute bit-identical Float64 values;
+              std is null below 2 readings and 0 where the window holds one value only (the row before the
+              current run of equal values, a running max per sensor, lies outside the window)
+  max, min    from time buckets (`windows.bucket_length`), exact; range windows when the data is too
+              sparse for buckets
+  rate        (x_t - x_ref) / hours(t - t_ref), ref = the row just before the window (t - w, t], when it is no
+              older than t - 2w
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
 from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, Window
 from pyspark.sql import functions as F
 
+from altaviz.engines.spark_engine import windows as W
 from altaviz.engines.spark_engine.schema import conform
 from altaviz.lake.schema import gold_schema
 from altaviz.profiles.model import Profile
-from altaviz.profiles.spec import STATUS_LEVELS, FeatureSpec, RollingFeature, StatusRule, feature_spec
+from altaviz.profiles.spec import STATUS_LEVELS, FeatureSpec, StatusRule, feature_spec
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-US = 1_000_000
+US = W.US
+DAY = 86_400
 INF, NAN = float("inf"), float("nan")
 
 
@@ -53,42 +62,64 @@ def _centre(profile: Profile, sensor: str) -> Column:
     return F.col(spec.relative_to) * F.lit(mid) if spec.relative_to else F.lit(mid)
 
 
-def _std(x: Column, centre: Column, window: Window, required: bool) -> Column:
-    """Sample std from centred window sums (sum and sum of squares of x - centre), 0 where the window holds one
-    value only, null below 2 readings. Sail's sliding stddev drifts by retracting rows (1.7e-9 relative was seen
-    on 0.07 degF over 200 degF); centred sums keep the error near 1e-12 here."""
-    d = x - centre
-    n = F.count(F.lit(1)).over(window)
-    s1, s2 = F.sum(d).over(window), F.sum(d * d).over(window)
-    var = F.greatest(s2 - s1 * s1 / n, F.lit(0.0)) / (n - F.lit(1))
-    flat = F.max(x).over(window) == F.min(x).over(window)
-    if not required:  # a required sensor is never null in silver (rule 7): no null count needed
-        flat = flat & (F.count(x).over(window) == n)
-    flat = F.coalesce(flat, F.lit(False))
-    return F.when(n < 2, F.lit(None).cast("double")).when(flat, F.lit(0.0)).otherwise(F.sqrt(var))
+def _days_back(seconds: int) -> int:
+    """How many days before a row's day the first row of its window can lie."""
+    return -(-seconds // DAY)
 
 
-def _rolling(f: RollingFeature, by_time: Window, profile: Profile) -> Column:
-    window = by_time.rangeBetween(-(f.seconds * US - 1), 0)
-    x = F.col(f.sensor)
-    if f.stat == "mean":
-        return F.avg(x).over(window)
-    if f.stat == "max":
-        return F.max(x).over(window)
-    if f.stat == "min":
-        return F.min(x).over(window)
-    if f.stat == "std":
-        return _std(x, _centre(profile, f.sensor), window, profile.sensors[f.sensor].required)
-    raise ValueError(f"rolling feature {f.name}: unknown statistic {f.stat!r} (expected mean, std, max or min)")
+def _moment(profile: Profile, sensor: str, moment: str) -> Column:
+    """x - centre (moment "1") or its square ("2"), as the Polars engine's prefix sums add them."""
+    d = F.col(sensor) - _centre(profile, sensor)
+    return d if moment == "1" else d * d
 
 
-def _rate(sensor: str, seconds: int, by_time: Window, t_us: Column) -> Column:
-    """(x_t - x_ref) / hours(t - t_ref), ref = the latest reading in [t - 2w, t - w] of the same asset."""
-    w = seconds * US
-    ref = by_time.rangeBetween(-2 * w, -w)
-    x_ref, t_ref = F.last(F.col(sensor)).over(ref), F.last(t_us).over(ref)
-    hours = (t_us - t_ref).cast("double") / F.lit(3.6e9)
-    return F.when(t_ref.isNotNull(), (F.col(sensor) - x_ref) / hours)
+def _prefix(profile: Profile, sensor: str, moment: str) -> Column:
+    """P: the day's prefix sum up to and including the row (E + x, the same addition a running sum makes)."""
+    return F.coalesce(F.col(f"_E{moment}:{sensor}"), F.lit(0.0)) + _moment(profile, sensor, moment)
+
+
+def _window_sum(profile: Profile, moment: str, sensor: str, seconds: int) -> Column:
+    """Sum of a centred moment over (t - w, t], in the Polars engine's order of additions
+    (`polars_engine.windows.window_sums`): same day: P[i] - E[j]; from b days back: the rest of the first row's
+    day (T[j] - E[j]), then every whole day in between, then P[i]. E = prefix before the row within its day (0 at
+    the day's first row), P = E + x, T-d = the total of the asset's d-th previous day with readings."""
+    at = f"@{seconds}"
+    p_i = _prefix(profile, sensor, moment)
+    e_j = F.coalesce(F.col(f"_E{moment}:{sensor}{at}"), F.lit(0.0))
+    back = F.col("_q") - F.col(f"_q{at}")
+    out = F.when(back == F.lit(0), p_i - e_j)
+    for b in range(1, _days_back(seconds) + 1):
+        across = F.col(f"_T{moment}-{b}:{sensor}") - e_j
+        for m in range(1, b):
+            across = across + F.col(f"_T{moment}-{b - m}:{sensor}")
+        out = out.when(back == F.lit(b), across + p_i)
+    return out
+
+
+def _count(seconds: int) -> Column:
+    return (F.col(W.R) - F.col(W.start_column(seconds))).cast("double")
+
+
+def _mean(profile: Profile, sensor: str, seconds: int) -> Column:
+    return _window_sum(profile, "1", sensor, seconds) / _count(seconds) + _centre(profile, sensor)
+
+
+def _std(profile: Profile, sensor: str, seconds: int) -> Column:
+    """Sample std as the Polars engine computes it: ((s2 - s1 * s1 / n) clipped at 0) / (n - 1), square root."""
+    n, s1, s2 = _count(seconds), _window_sum(profile, "1", sensor, seconds), _window_sum(profile, "2", sensor, seconds)
+    var = F.greatest(s2 - s1 * s1 / n, F.lit(0.0)) / (n - F.lit(1.0))
+    run = F.col(f"_run:{sensor}")  # time of the row before the current run of equal values
+    flat = run.isNull() | (run <= F.col(W.T_US) - F.lit(seconds * US))
+    return F.when(n < F.lit(2.0), F.lit(None).cast("double")).when(flat, F.lit(0.0)).otherwise(F.sqrt(var))
+
+
+def _rate(sensor: str, seconds: int) -> Column:
+    """(x_t - x_ref) / hours(t - t_ref), ref = the row before the window (t - w, t], no older than t - 2w."""
+    at = f"@{seconds}"
+    lag = F.col(W.T_US) - F.col(f"_lag_t{at}")
+    hours = lag.cast("double") / F.lit(3.6e9)
+    valid = F.col(f"_lag_t{at}").isNotNull() & (lag <= F.lit(2 * seconds * US))
+    return F.when(valid, (F.col(sensor) - F.col(f"_lag:{sensor}{at}")) / hours)
 
 
 def _status(rule: StatusRule) -> Column:
@@ -120,18 +151,190 @@ def _health(spec: FeatureSpec, statuses: dict[str, Column]) -> Column:
     return out
 
 
-def build_features(silver: DataFrame, profile: Profile, dates: Iterable[date] | None = None) -> DataFrame:
-    """silver (+ lookback) -> gold rows for `dates` (all dates of the input when None)."""
+def _spacing(silver: DataFrame, profile: Profile) -> float:
+    """Typical seconds between an asset's readings (one small aggregation; sizes the max/min time buckets)."""
+    t = F.unix_micros(F.col(profile.time_column))
+    r = silver.agg(
+        F.count(F.lit(1)).alias("n"),
+        F.countDistinct(profile.id_column).alias("assets"),
+        ((F.max(t) - F.min(t)) / F.lit(US)).alias("span"),
+    ).first()
+    if r is None or not r["n"] or r["span"] is None:
+        return 0.0
+    return float(r["span"]) * int(r["assets"]) / int(r["n"])
+
+
+def _join(frame: DataFrame, other: DataFrame, keys: dict[str, str], how: str = "inner") -> DataFrame:
+    """frame joined with other on frame[k] == other[v] for k, v in keys; other's key columns are dropped."""
+    renamed = other.select(*[F.col(c).alias(f"_o:{c}") if c in keys.values() else F.col(c) for c in other.columns])
+    cond = None
+    for left, right in keys.items():
+        c = F.col(left) == F.col(f"_o:{right}")
+        cond = c if cond is None else cond & c
+    return frame.join(renamed, cond, how).drop(*[f"_o:{c}" for c in keys.values()])
+
+
+class _Plan:
+    """What the feature spec needs, per sensor and window length."""
+
+    def __init__(self, spec: FeatureSpec, spacing: float) -> None:
+        rolling = spec.rolling
+        self.moments = sorted({f.sensor for f in rolling if f.stat in ("mean", "std")})
+        self.changes = sorted({f.sensor for f in rolling if f.stat == "std"})
+        self.rated = sorted({r.sensor for r in spec.rates})
+        self.lagged = sorted(set(self.changes) | set(self.rated))
+        self.extremes = {f"_{op}": (op, sorted({f.sensor for f in rolling if f.stat == op})) for op in ("max", "min")}
+        self.extremes = {p: v for p, v in self.extremes.items() if v[1]}
+        self.lengths = sorted({f.seconds for f in rolling} | {r.seconds for r in spec.rates})
+        self.extreme_lengths = sorted({f.seconds for f in rolling if f.stat in ("max", "min")})
+        self.bucket = W.bucket_length(self.extreme_lengths, spacing) if self.extreme_lengths else 0
+        self.days_back = max([_days_back(f.seconds) for f in rolling if f.stat in ("mean", "std")] + [0])
+
+    def payload(self, spec: FeatureSpec, seconds: int) -> list[str]:
+        """Columns of a window's first row that the features of this window length read."""
+        feats = [f for f in spec.rolling if f.seconds == seconds]
+        cols = ["_q"]
+        for s in sorted({f.sensor for f in feats if f.stat in ("mean", "std")}):
+            cols += [f"_E1:{s}", f"_E2:{s}"]
+        rates = sorted({r.sensor for r in spec.rates if r.seconds == seconds})
+        if rates:
+            cols += ["_lag_t", *[f"_lag:{s}" for s in rates]]
+        for p, (op, _) in self.extremes.items() if self.bucket else ():
+            ext = sorted({f.sensor for f in feats if f.stat == op})
+            cols += [f"{p}_suf:{s}" for s in ext]
+        if self.bucket and any(f.stat in ("max", "min") for f in feats):
+            cols.append("_bucket")
+        return list(dict.fromkeys(cols))
+
+
+def _prepare(silver: DataFrame, profile: Profile, spec: FeatureSpec, plan: _Plan) -> DataFrame:
+    """Two selects: row index, centred values, previous values, bucket; then the per-day prefix sums and the
+    start of each sensor's run of equal values (the only running aggregates; everything else is row-local or a
+    join)."""
+    aid = profile.id_column
+    by = W.by_asset(aid)
+    frame = silver.select("*", F.unix_micros(F.col(profile.time_column)).alias(W.T_US))
+    cols: list[Column | str] = ["*", F.row_number().over(by).cast("long").alias(W.R)]
+    if plan.moments:  # day index per asset
+        cols.append(F.dense_rank().over(Window.partitionBy(aid).orderBy("date")).cast("long").alias("_q"))
+    cols += [_moment(profile, s, k).alias(f"_x{k}:{s}") for s in plan.moments for k in "12"]
+    cols += [F.lag(s).over(by).alias(f"_lag:{s}") for s in plan.lagged]
+    if plan.rated or plan.changes:
+        cols.append(F.lag(W.T_US).over(by).alias("_lag_t"))
+    if plan.bucket:
+        g = F.lit(plan.bucket * US)
+        cols.append(((F.col(W.T_US) - F.pmod(F.col(W.T_US), g)) / g).cast("long").alias("_bucket"))
+    frame = frame.select(*cols)
+    day = Window.partitionBy(aid, "date").orderBy(W.T_US).rowsBetween(Window.unboundedPreceding, -1)
+    running = by.rowsBetween(Window.unboundedPreceding, 0)
+    cols = ["*"]
+    for s in plan.moments:
+        cols += [F.sum(f"_x{k}:{s}").over(day).alias(f"_E{k}:{s}") for k in "12"]
+    for s in plan.changes:  # the window holds one value iff the row before its run lies outside the window
+        x, prev = F.col(s), F.col(f"_lag:{s}")
+        changed = x.isNull() | prev.isNull() | (x != prev)
+        cols.append(F.max(F.when(changed, F.col("_lag_t"))).over(running).alias(f"_run:{s}"))
+    if plan.extremes and not plan.bucket:  # readings too sparse for buckets: range windows
+        agg = {"max": F.max, "min": F.min}
+        cols += [
+            agg[f.stat](f.sensor).over(by.rangeBetween(-(f.seconds * US - 1), 0)).alias(f"_rng:{f.name}")
+            for f in spec.rolling
+            if f.stat in ("max", "min")
+        ]
+    # the centred values are cheap to recompute; previous values are read only for rates
+    unused = [f"_x{k}:{s}" for s in plan.moments for k in "12"]
+    unused += [f"_lag:{s}" for s in plan.lagged if s not in plan.rated]
+    return frame.select(*cols).drop(*unused)
+
+
+def _day_totals(rows: DataFrame, profile: Profile, plan: _Plan) -> DataFrame:
+    """(aid, date, _T{k}-{d}:{s}): the prefix sums at the last row of the asset's d-th previous day with readings,
+    d = 1 .. days_back (a window's first row lies at most that many days back)."""
+    aid = profile.id_column
+    last = rows.groupBy(aid, "date").agg(F.max(W.R).alias("_last"))
+    totals = [_prefix(profile, s, k).alias(f"_T{k}:{s}") for s in plan.moments for k in "12"]
+    out = _join(last, rows.select(aid, W.R, *totals), {aid: aid, "_last": W.R})
+    order = Window.partitionBy(aid).orderBy("date")
+    lags = [
+        F.lag(f"_T{k}:{s}", d).over(order).alias(f"_T{k}-{d}:{s}")
+        for d in range(1, plan.days_back + 1)
+        for s in plan.moments
+        for k in "12"
+    ]
+    return out.select(aid, "date", *lags)
+
+
+def build_features(
+    silver: DataFrame,
+    profile: Profile,
+    dates: Iterable[date] | None = None,
+    stage: Callable[[DataFrame], DataFrame] | None = None,
+) -> DataFrame:
+    """silver (+ lookback) -> gold rows for `dates` (all dates of the input when None).
+
+    The prepared rows (row index, prefix sums, change counts, bucket extremes) are read by several joins; Spark
+    Connect servers such as Sail recompute a shared input for every reader, so `stage` (e.g. write Parquet and
+    read it back) is applied to them once when given."""
     spec = feature_spec(profile)
     aid, ts = profile.id_column, profile.time_column
-    t_us = F.unix_micros(F.col(ts))
-    by_time = Window.partitionBy(aid).orderBy(t_us)
+    plan = _Plan(spec, _spacing(silver, profile) if any(f.stat in ("max", "min") for f in spec.rolling) else 0.0)
+    wanted = F.col("date").isin(sorted(set(dates))) if dates is not None else None
+    rows = _prepare(silver, profile, spec, plan)
+    if plan.extremes and plan.bucket:
+        how = {p: op for p, (op, _) in plan.extremes.items()}
+        ext_cols = sorted({c for _, cols in plan.extremes.values() for c in cols})
+        rows = _join(rows, W.within_bucket(rows, aid, "_bucket", ext_cols, how), {aid: aid, W.R: W.R})
+    if stage is not None:
+        rows = stage(rows)
+    own = rows if wanted is None else rows.filter(wanted)
+    # the windows' first rows are fetched into a narrow frame (joins copy every column they carry), which
+    # joins the wanted rows once at the end
+    keys = [aid, W.R, "date"] + (["_q"] if plan.moments else []) + (["_bucket"] if plan.bucket else [])
+    fetched = own.select(*keys)
+    if plan.lengths:
+        fetched = _join(fetched, W.window_starts(rows, aid, plan.lengths, wanted), {aid: aid, W.R: W.R})
+    if plan.extremes and plan.bucket:
+        spans = sorted({s // plan.bucket for s in plan.extreme_lengths})
+        mids = W.whole_buckets(rows, aid, "_bucket", ext_cols, how, spans)
+        if len(mids.columns) > 2:
+            fetched = _join(fetched, mids, {aid: aid, "_bucket": "_bucket"}, "left")
+    if plan.moments and plan.days_back:
+        fetched = _join(fetched, _day_totals(rows, profile, plan), {aid: aid, "date": "date"})
+    for seconds in plan.lengths:
+        cols = plan.payload(spec, seconds)
+        first = F.col(W.start_column(seconds)) + F.lit(1)
+        fetched = W.fetch(fetched, rows, aid, first, {c: f"{c}@{seconds}" for c in cols})
+    main = _join(own, fetched.drop(*keys[2:]), {aid: aid, W.R: W.R})
+
+    features = []
+    for f in spec.rolling:
+        if f.stat == "mean":
+            col = _mean(profile, f.sensor, f.seconds)
+        elif f.stat == "std":
+            col = _std(profile, f.sensor, f.seconds)
+        elif f.stat in ("max", "min") and not plan.bucket:
+            col = F.col(f"_rng:{f.name}")
+        elif f.stat in ("max", "min"):
+            p = f"_{f.stat}"
+            at = f"@{f.seconds}"
+            col = W.extreme_over_window(
+                p,
+                f.stat,
+                f.sensor,
+                f.seconds // plan.bucket,
+                F.col(f"_bucket{at}"),
+                F.col("_bucket"),
+                F.col(f"{p}_suf:{f.sensor}{at}"),
+            )
+        else:
+            raise ValueError(f"rolling feature {f.name}: unknown statistic {f.stat!r} (expected mean, std, max or min)")
+        features.append(col.alias(f.name))
     statuses = {s.name: _status(s) for s in spec.statuses}
     dow = ((F.dayofweek(F.col(ts)) + F.lit(5)) % F.lit(7)) + F.lit(1)  # ISO: Monday = 1
-    features = silver.select(
+    out = main.select(
         "*",
-        *[_rolling(f, by_time, profile).alias(f.name) for f in spec.rolling],
-        *[_rate(r.sensor, r.seconds, by_time, t_us).alias(r.name) for r in spec.rates],
+        *features,
+        *[_rate(r.sensor, r.seconds).alias(r.name) for r in spec.rates],
         *[_OPS[d.op](F.col(d.left), F.col(d.right)).alias(d.name) for d in spec.derived],
         *[col.alias(name) for name, col in statuses.items()],
         _health(spec, statuses).alias("health_status"),
@@ -139,7 +342,4 @@ def build_features(silver: DataFrame, profile: Profile, dates: Iterable[date] | 
         dow.alias("day_of_week"),
         (dow >= F.lit(6)).alias("is_weekend"),
     )
-    if dates is not None:
-        wanted = sorted(set(dates))
-        features = features.filter(F.col("date").isin(wanted))
-    return conform(features, gold_schema(profile))
+    return conform(out, gold_schema(profile))

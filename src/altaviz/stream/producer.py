@@ -4,9 +4,9 @@ The fleet comes from the batch simulator (`simulate_fleet`: physics, failure mod
 nulls, spikes, duplicates, out-of-order, late, stuck, unknown assets, future timestamps, malformed lines),
 simulated over two days at the coarsest whole-second interval that yields enough readings per asset, then
 re-timed onto the stream: reading step k of an asset gets event time t0 + k * assets / rate, and rows go out
-in arrival order (the k-th row of every asset's file together), so out-of-order rows arrive a few readings
-late, duplicates a few dozen readings after the original, and late rows (file of a later day) far beyond any
-window's grace. Future-timestamp rows keep the simulator's far-future time. The signal shapes are compressed
+in arrival order (by file, then by the event time each asset's file has reached), so out-of-order rows arrive a
+few readings late, duplicates a few dozen readings after the original, and late rows (file of a later day) far
+beyond any window's grace. Future-timestamp rows keep the simulator's far-future time. The signal shapes are compressed
 in time accordingly (a simulated day passes in `seconds / 2`): realistic values, not a realistic time scale.
 
 Messages are keyed by asset id (per-asset ordering). The fleet is upserted into the `compressors` table first,
@@ -64,10 +64,17 @@ class Planned:
     faults: dict[str, int]
 
 
-def _arrival_order(routing: pl.DataFrame) -> np.ndarray:
-    """Rows in arrival order: by file date, then position inside the asset's file, then asset."""
-    frame = routing.with_row_index("_row").with_columns(pl.int_range(pl.len()).over("file_date", "host").alias("_pos"))
-    return frame.sort("file_date", "_pos", "host", maintain_order=True)["_row"].to_numpy()
+def _arrival_order(routing: pl.DataFrame, times: pl.Series, far_us: int) -> np.ndarray:
+    """Rows in arrival order: by file date, then the latest event time the asset's file has reached at that row,
+    then asset. The running maximum keeps the file's own disorder (an out-of-order or duplicated row arrives right
+    after the rows it follows in the file; a late row sits in a later day's file) while a gap in one asset's
+    series (downtime after a failure) does not push its later rows ahead of the fleet's, which would make the
+    other assets' readings late. Far-future rows do not move the running maximum."""
+    t = times.dt.epoch("us")
+    frame = routing.with_row_index("_row").with_columns(pl.when(t < far_us).then(t).alias("_t"))
+    reached = pl.col("_t").cum_max().forward_fill().backward_fill().over("file_date", "host")
+    frame = frame.with_columns(reached.alias("_reached"))
+    return frame.sort("file_date", "_reached", "host", maintain_order=True)["_row"].to_numpy()
 
 
 def plan_messages(
@@ -92,14 +99,14 @@ def plan_messages(
     fleet = simulate_fleet(
         profile, assets, days, timedelta(seconds=interval_s), seed, start=SIM_START, faults=faults or FaultRates()
     )
-    order = _arrival_order(fleet.routing)
+    sim_start_us = int(fleet.start.timestamp() * 1e6)
+    sim_end_us = int(fleet.end.timestamp() * 1e6)
+    order = _arrival_order(fleet.routing, fleet.readings[profile.time_column], sim_end_us)
     readings = fleet.readings[order]
     routing = fleet.routing[order]
     total = min(readings.height, int(round(rate * seconds)))
     readings, routing = readings.head(total), routing.head(total)
     step_s = assets / rate
-    sim_start_us = int(fleet.start.timestamp() * 1e6)
-    sim_end_us = int(fleet.end.timestamp() * 1e6)
     ts = readings[profile.time_column].dt.epoch("us")
     t0_us = int(t0.timestamp() * 1e6)
     rescaled = t0_us + ((ts - sim_start_us) * (step_s / interval_s)).cast(pl.Int64)

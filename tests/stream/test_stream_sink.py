@@ -36,8 +36,8 @@ def _write(sink: PgSink, rows: pl.DataFrame, next_offset: int, expected: int | N
 
 
 def test_a_processor_that_lost_its_partition_is_fenced(fleet_url):
-    first = PgSink(fleet_url, PROFILE, "g", "t", 60)
-    second = PgSink(fleet_url, PROFILE, "g", "t", 60)
+    first = PgSink(fleet_url, PROFILE, "g", "t")
+    second = PgSink(fleet_url, PROFILE, "g", "t")
     try:
         assert _write(first, _rows([0, 1], [0, 1]), 2, None) == 2
         with pytest.raises(Fenced) as fenced:  # `second` still believes nothing was committed
@@ -54,7 +54,7 @@ def test_a_processor_that_lost_its_partition_is_fenced(fleet_url):
 
 
 def test_a_stored_key_raises_a_conflict_and_the_database_says_which_message_stored_it(fleet_url):
-    sink = PgSink(fleet_url, PROFILE, "g", "t", 60)
+    sink = PgSink(fleet_url, PROFILE, "g", "t")
     try:
         _write(sink, _rows([0, 1], [0, 1]), 2, None)
         batch = _rows([1, 2, 3], [1, 0, 3])  # offset 1 again (a redelivery); offset 2 repeats the key of offset 0

@@ -67,7 +67,7 @@ class Processor:
         on_assign: Callable[[list[int]], None] | None = None,
     ) -> None:
         self.config, self.profile, self.lake = config, profile, Path(lake)
-        self.sink = PgSink(database_url, profile, config.group, config.topic, config.window_seconds)
+        self.sink = PgSink(database_url, profile, config.group, config.topic)
         self.bronze = BronzeAppender(self.lake, profile, config.topic, config.bronze_interval_s)
         self.anomaly = anomaly
         self.on_batch = on_batch

@@ -69,9 +69,8 @@ def _us_to_datetime(us: int | None) -> datetime | None:
 
 
 class PgSink:
-    def __init__(self, url: str, profile: Profile, group: str, topic: str, window_seconds: int) -> None:
+    def __init__(self, url: str, profile: Profile, group: str, topic: str) -> None:
         self.url, self.profile, self.group, self.topic = url, profile, group, topic
-        self.window_seconds = window_seconds
         self.columns = {SERVING_ID: "text", "timestamp": "timestamptz"}
         self.columns |= {s: "float8" for s in profile.sensor_names}
         self.columns |= {"alert_mask": "int4", "kafka_partition": "int4", "kafka_offset": "int8"}

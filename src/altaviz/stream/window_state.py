@@ -26,16 +26,12 @@ import polars as pl
 from altaviz.lake.schema import TIME
 from altaviz.profiles.model import Profile
 
-AGGREGATE_COLUMNS = (
-    "window_start", "window_end", "compressor_id", "sensor", "avg", "min", "max", "stddev", "count", "anomaly_count",
-)  # fmt: skip
-
 
 @dataclass
 class Staged:
     """What one micro-batch does to the open windows, applied after its transaction commits."""
 
-    added: dict[int, pl.DataFrame] = field(default_factory=dict)  # partition -> readings to keep
+    added: dict[int, dict[int, pl.DataFrame]] = field(default_factory=dict)  # partition -> window -> readings
     keys: dict[int, dict[int, dict[int, int]]] = field(default_factory=dict)  # partition -> window -> key -> offset
     closed: dict[int, int] = field(default_factory=dict)  # partition -> new closed mark (epoch us)
     aggregates: pl.DataFrame | None = None
@@ -57,9 +53,7 @@ class OpenWindows:
     def _groups(self, frame: pl.DataFrame) -> list[tuple[int, int, pl.DataFrame, list[int], list[int]]]:
         """Rows by (partition, window): (partition, window index, rows, keys, offsets). A key is exact within its
         window: asset code << bits(window) | microseconds into the window."""
-        ids = frame.get_column(self.profile.id_column)
-        new = ids.filter(~ids.is_in(list(self.codes))).unique(maintain_order=True).to_list() if self.codes else None
-        for asset in ids.unique(maintain_order=True).to_list() if new is None else new:
+        for asset in frame.get_column(self.profile.id_column).unique(maintain_order=True).to_list():
             self.codes.setdefault(asset, len(self.codes))
         t = pl.col(self.profile.time_column).dt.epoch("us")
         keyed = frame.with_columns(
@@ -104,22 +98,15 @@ class OpenWindows:
         (epoch us)."""
         staged = Staged()
         if new.height:
-            added: dict[int, list[pl.DataFrame]] = {}
             for p, w, part, keys, offsets in self._groups(new.select(*self.columns, "_partition")):
                 staged.keys.setdefault(p, {})[w] = dict(zip(keys, offsets, strict=True))
-                added.setdefault(p, []).append(part.drop("_partition"))
-            staged.added = {p: pl.concat(parts) for p, parts in added.items()}
+                staged.added.setdefault(p, {})[w] = part.drop("_partition")
         closing = []
         for p, mark in closes.items():
             staged.closed[p] = mark
             limit = mark // self.window_us
-            chunks = [c for w, cs in self.rows.get(p, {}).items() if w < limit for c in cs]
-            if p in staged.added:
-                add = staged.added[p]
-                t = pl.col(self.profile.time_column).dt.epoch("us")
-                chunks.append(add.filter(t < mark))
-                staged.added[p] = add.filter(t >= mark)
-            closing.extend(c for c in chunks if c.height)
+            closing += [c for w, cs in self.rows.get(p, {}).items() if w < limit for c in cs]
+            closing += [c for w, c in staged.added.get(p, {}).items() if w < limit]
         if closing:
             staged.aggregates = aggregate(pl.concat(closing), self.profile, self.window_us)
         return staged
@@ -129,14 +116,11 @@ class OpenWindows:
             mine = self.keys.setdefault(p, {})
             for w, keys in buckets.items():
                 mine.setdefault(w, {}).update(keys)
-        for p, frame in staged.added.items():
-            if not frame.height:
-                continue
+        for p, buckets in staged.added.items():
             mine = self.rows.setdefault(p, {})
-            w = pl.col(self.profile.time_column).dt.epoch("us") // self.window_us
-            for (window,), part in frame.with_columns(_w=w).partition_by("_w", as_dict=True).items():
-                mine.setdefault(int(window), []).append(part.drop("_w"))
-        for p, mark in staged.closed.items():
+            for w, frame in buckets.items():
+                mine.setdefault(w, []).append(frame)
+        for p, mark in staged.closed.items():  # after the adds: a batch's rows of a closed window go too
             limit = mark // self.window_us
             for store in (self.rows.get(p, {}), self.keys.get(p, {})):
                 for w in [w for w in store if w < limit]:
@@ -158,7 +142,8 @@ class OpenWindows:
 
 
 def aggregate(rows: pl.DataFrame, profile: Profile, window_us: int) -> pl.DataFrame:
-    """Readings of closed windows -> one row per (window, asset, sensor) in `AGGREGATE_COLUMNS` order."""
+    """Readings of closed windows -> one row per (window, asset, sensor), columns in the order of
+    the sink's `AGGREGATE_TYPES` (the `sensor_aggregates` table)."""
     aid, ts = profile.id_column, profile.time_column
     start = (pl.col(ts).dt.epoch("us") // window_us * window_us).cast(pl.Int64).cast(TIME)
     # a stable total order of each group's readings (unique times within an asset), whatever the batching:

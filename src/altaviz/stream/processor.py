@@ -31,7 +31,7 @@ from altaviz.errors import AltavizError
 from altaviz.profiles.model import Profile
 from altaviz.stream.bronze_sink import BronzeAppender, bronze_ends
 from altaviz.stream.config import StreamConfig
-from altaviz.stream.sink import Fenced, KeyConflict, PgSink
+from altaviz.stream.sink import SERVING_ID, Fenced, KeyConflict, PgSink
 from altaviz.stream.validate import DUPLICATE, closed_mark, decode, validate_batch
 from altaviz.stream.window_state import OpenWindows
 
@@ -269,10 +269,18 @@ class Processor:
         rejected = pl.concat([decoded.rejected, dups.select(decoded.rejected.columns)])
         rows = accepted.filter(~duplicate & ~redelivered)
         staged = self.windows.stage(accepted.filter(~duplicate & ~in_state), closes)
-        predictions = self.anomaly.score_batch(rows) if self.anomaly is not None else None
         if known is None:
+            predictions = self.anomaly.score_batch(rows) if self.anomaly is not None else None
+            self._scored = predictions  # kept for a retry: scoring again would feed the online window twice
             self._send_dead_letters(producer, rejected, values)  # in flight while PostgreSQL works
         else:
+            predictions = self._scored
+            if predictions is not None:
+                keys = rows.select(
+                    pl.col(self.profile.id_column).alias(SERVING_ID),
+                    pl.col(self.profile.time_column).alias("timestamp"),
+                )
+                predictions = predictions.join(keys, on=[SERVING_ID, "timestamp"], how="semi")
             self._send_dead_letters(producer, dups, values)  # the rest went out with the first attempt
 
         def before_commit() -> None:

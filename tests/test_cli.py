@@ -43,3 +43,26 @@ def test_score_rejects_a_bad_as_of_time():
     result = runner.invoke(app, ["score", "--as-of", "yesterday-ish"])
     assert result.exit_code == 2
     assert "ISO 8601" in result.output
+
+
+def test_console_script_quick_exit_keeps_output_files_and_exit_codes(tmp_path):
+    """`etl` / `simulate` end without interpreter teardown (`cli.main`): the summary is still printed in full,
+    the lake is committed, and a failing command keeps its exit code 2."""
+    import polars as pl
+
+    cli = [sys.executable, "-m", "altaviz.cli"]
+    raw, lake = tmp_path / "raw", tmp_path / "lake"
+    sim = subprocess.run(
+        [*cli, "simulate", "--assets", "2", "--days", "1", "--out", str(raw)], capture_output=True, text=True
+    )
+    assert sim.returncode == 0, sim.stderr
+    etl = subprocess.run(
+        [*cli, "etl", "--raw", str(raw), "--lake", str(lake), "--skip-export"], capture_output=True, text=True
+    )
+    assert etl.returncode == 0, etl.stderr
+    assert "time: gold" in etl.stdout  # the last row of the summary table made it out
+    gold = pl.scan_delta(str(lake / "gold" / "sensor_features")).select(pl.len()).collect().item()
+    silver = pl.scan_delta(str(lake / "silver" / "sensor_readings")).select(pl.len()).collect().item()
+    assert gold == silver > 0
+    bad = subprocess.run([*cli, "etl", "--raw", str(tmp_path / "missing"), "--skip-export"], capture_output=True)
+    assert bad.returncode == 2

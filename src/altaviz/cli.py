@@ -6,6 +6,7 @@ on stderr and exit code 2.
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import date, datetime
 from enum import StrEnum
@@ -287,8 +288,25 @@ register_ml_commands(app)
 register_stream_commands(app)
 
 
+# Commands that have committed their work and closed what they opened when they return. After one succeeds the
+# process ends without the interpreter's teardown (freeing modules and native thread pools: ~0.15 s, about a
+# tenth of a small `altaviz etl`). Only from the console script: in-process runners (tests) never get here.
+QUICK_EXIT_COMMANDS = frozenset({"etl", "simulate"})
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+        if exc.code in (None, 0) and command in QUICK_EXIT_COMMANDS:
+            import logging
+
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+        raise
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import polars as pl
 import psycopg
 import pytest
 
-from altaviz.serve.db.export import ExportError, export_compressors, export_day, partition_name
+from altaviz.serve.db.export import ExportError, connect, export_compressors, export_day, partition_name
 from altaviz.serve.publish import AGG_SCHEMA, ALERT_SCHEMA, quality_rows
 
 DAY = date(2026, 3, 2)
@@ -134,6 +134,28 @@ def test_a_failure_mid_export_rolls_everything_back(clean_postgres_url):
     with pytest.raises(ExportError, match="readings"):
         export_day(url, DAY, aggregates(T0, bump=1.0), bad_alerts, quality(DAY, rows_in=1))
     assert snapshot(url) == before
+
+
+def test_dates_on_one_shared_connection_commit_one_by_one(clean_postgres_url):
+    """`conn=`: each date is its own transaction on the shared connection; a failed date rolls back alone and
+    the connection goes on to the next date."""
+    url = clean_postgres_url
+    next_day = DAY + timedelta(days=1)
+    t1 = T0 + timedelta(days=1)
+    bad_alerts = alerts(t1).with_columns(readings=pl.lit(0, pl.Int32))  # violates CHECK (readings > 0)
+    with connect(url) as conn:
+        export_day(url, DAY, aggregates(T0), alerts(T0), quality(DAY), conn=conn)
+        committed = snapshot(url)  # read on another connection: the first date is committed already
+        with pytest.raises(ExportError, match="readings"):
+            export_day(url, next_day, aggregates(t1), bad_alerts, quality(next_day), conn=conn)
+        assert snapshot(url) == committed
+        export_day(url, next_day, aggregates(t1), alerts(t1), quality(next_day), conn=conn)
+    shared = snapshot(url)
+    assert shared["partitions"] == [(partition_name(DAY),), (partition_name(next_day),)]
+    assert len(shared["agg"]) == 2 * aggregates(T0).height and len(shared["alerts"]) == 4
+    export_day(url, DAY, aggregates(T0), alerts(T0), quality(DAY))  # the same rows, on a connection of its own
+    export_day(url, next_day, aggregates(t1), alerts(t1), quality(next_day))
+    assert snapshot(url) == shared
 
 
 def metadata(**changes: object) -> pl.DataFrame:

@@ -119,3 +119,26 @@ def test_sinks_are_idempotent_when_everything_is_replayed(stream, fleet_url, tmp
     bronze = pl.read_delta(str(lake / "bronze" / "sensor_readings"))
     assert bronze.height == raw  # the second pass appended nothing to bronze
     assert bronze["_source_file"].str.starts_with(f"kafka:{stream.topic}/").all()
+
+
+def test_warm_up_runs_the_batch_path_and_leaves_nothing_behind(stream, fleet_url, tmp_path):
+    import gc
+
+    from altaviz.profiles import load_profile
+    from altaviz.stream.processor import Counters, Processor
+
+    lake = tmp_path / "lake"
+    processor = Processor(stream, fleet_url, lake, load_profile("compressor"))
+    try:
+        assert processor.warm_up() > 0
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        processor.bronze.close()
+        processor.sink.close()
+    assert processor.counters == Counters()
+    assert processor.windows.size() == 0 and processor.watermarks == {} and processor.next_offsets == {}
+    assert not (lake / "bronze").exists()
+    with psycopg.connect(fleet_url) as conn:
+        for table in ("sensor_readings", "sensor_aggregates", "stream_progress", "ml_anomaly_predictions"):
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table

@@ -27,7 +27,7 @@ class StreamConfig:
     window_seconds: int = 60
     grace_seconds: float = 5.0
     max_batch: int = 20_000  # messages per micro-batch (a backlog drains in larger, cheaper batches)
-    batch_wait_s: float = 0.1  # longest wait for a micro-batch to fill
+    batch_wait_s: float = 0.02  # longest wait for a micro-batch to fill
     session_timeout_ms: int = 6_000  # Tansu joins groups slowly with the 45 s default
     bronze_interval_s: float = 5.0  # accepted rows are appended to bronze at most this often
     profile: str = "compressor"

@@ -19,6 +19,7 @@ columns, nulls, duplicate keys and rows outside the date are errors, raised befo
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -29,7 +30,7 @@ from psycopg.copy import QueuedLibpqWriter
 
 from altaviz.errors import AltavizError
 from altaviz.serve.db.migrate import libpq_url, redact
-from altaviz.serve.db.pgcopy import copy_chunks
+from altaviz.serve.db.pgcopy import CHUNK_ROWS, copy_chunks
 
 COMPRESSOR_COLUMNS = {
     "compressor_id": "text",
@@ -125,13 +126,17 @@ def _copy(cur: psycopg.Cursor, table: str, frame: pl.DataFrame, columns: dict[st
         sql.SQL(", ").join(map(sql.Identifier, columns)),
         sql.SQL(", FREEZE" if freeze else ""),
     )
-    with cur.copy(stmt, writer=QueuedLibpqWriter(cur)) as copy:
+    # a writer thread sends one chunk while the next is encoded; for a frame of one chunk it is only overhead
+    # (~5 ms per COPY: most of the cost of a small date's export)
+    writer = QueuedLibpqWriter(cur) if frame.height > CHUNK_ROWS else None
+    with cur.copy(stmt, writer=writer) as copy:
         for chunk in copy_chunks(frame, list(columns.values()), table):
             copy.write(chunk)
     return frame.height
 
 
-def _connect(url: str) -> psycopg.Connection:
+def connect(url: str) -> psycopg.Connection:
+    """A connection for `export_day(..., conn=)` (one per run of dates saves a server backend start per date)."""
     try:
         return psycopg.connect(libpq_url(url), connect_timeout=10)
     except psycopg.OperationalError as exc:
@@ -156,7 +161,7 @@ def export_compressors(url: str, metadata_df: pl.DataFrame) -> int:
         new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in updates),
     )
     try:
-        with _connect(url) as conn, conn.cursor() as cur:
+        with connect(url) as conn, conn.cursor() as cur:
             cur.execute("CREATE TEMP TABLE _compressors_in (LIKE compressors INCLUDING DEFAULTS) ON COMMIT DROP")
             _copy(cur, "_compressors_in", frame, COMPRESSOR_COLUMNS)
             cur.execute(upsert)
@@ -171,8 +176,12 @@ def export_day(
     aggregates_df: pl.DataFrame | None,
     alerts_df: pl.DataFrame | None,
     quality_df: pl.DataFrame | None,
+    *,
+    conn: psycopg.Connection | None = None,
 ) -> DayExport:
-    """Replace the serving rows of one UTC date (see the module docstring); atomic and idempotent."""
+    """Replace the serving rows of one UTC date (see the module docstring); atomic and idempotent. With `conn`
+    (from `connect(url)`, not in autocommit mode) the date is one transaction on that connection; without, on a
+    new connection of its own."""
     agg = _valid_aggregates(aggregates_df, day) if aggregates_df is not None else None
     alerts = _valid_alerts(alerts_df, day) if alerts_df is not None else None
     quality = _valid_quality(quality_df, day) if quality_df is not None else None
@@ -181,7 +190,10 @@ def export_day(
     deleted: dict[str, int] = {}
     written: dict[str, int] = {}
     try:
-        with _connect(url) as conn, conn.cursor() as cur:
+        with ExitStack() as stack:
+            conn = conn if conn is not None else stack.enter_context(connect(url))
+            stack.enter_context(conn.transaction())
+            cur = stack.enter_context(conn.cursor())
             cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_EXPORT_LOCK, day.toordinal()))
             if agg is not None:
                 deleted["sensor_readings_agg"], written["sensor_readings_agg"] = _swap_partition(cur, day, agg)

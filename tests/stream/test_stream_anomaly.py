@@ -52,3 +52,51 @@ def test_online_detector_flags_the_odd_readings(stream, fleet_url, tmp_path, kit
     assert float(top[0][7]) == 14.0
     flagged_normal = [r for r in later[3:] if r[3]]
     assert len(flagged_normal) <= 0.05 * len(rows)
+
+
+class _CountingOnline(OnlineAnomaly):
+    """The real online detector, recording how many readings each scoring call was fed."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fed: list[int] = []
+
+    def score_batch(self, accepted):
+        self.fed.append(accepted.height)
+        return super().score_batch(accepted)
+
+
+def test_a_batch_retried_after_a_key_conflict_scores_each_reading_once(stream, fleet_url, tmp_path, kit):
+    """A second consumer group replays stored messages with new ones behind them: the COPY hits stored keys
+    (KeyConflict), the batch is retried with the database's answer, and the retry reuses the first attempt's
+    scores. Scoring again would feed the new readings into the online window a second time."""
+    import dataclasses
+
+    profile = load_profile("compressor")
+
+    def factory():
+        return AnomalyDetector(profile.sensor_names, asset_column=profile.id_column, n_estimators=20)
+
+    def batch(first_second: int, seconds: int) -> list[tuple[str, bytes]]:
+        return [
+            (asset, kit.reading(asset, f"2026-01-05T00:00:{s:02d}Z", vibration_mms=2.5 + (s * 7 + i) % 5 / 10))
+            for s in range(first_second, first_second + seconds)
+            for i, asset in enumerate(kit.assets)
+        ]
+
+    stored, new = batch(0, 30), batch(30, 20)
+    kit.send(stream, stored)
+    kit.run_processor(stream, fleet_url, tmp_path / "lake", anomaly=OnlineAnomaly(factory, profile, window_rows=40))
+    kit.send(stream, new)
+    replay = dataclasses.replace(stream, group=stream.group + "-replay")  # reads the topic from the start
+    online = _CountingOnline(factory, profile, window_rows=40, refit_s=3600)
+    counters = kit.run_processor(replay, fleet_url, tmp_path / "lake", anomaly=online)
+    assert counters.stored == len(new) and counters.messages == len(stored) + len(new)
+    assert max(online.fed) > len(new)  # a batch held stored and new readings together: the retried path ran
+    assert sum(online.fed) == len(stored) + len(new)  # every reading fed to the online window exactly once
+    with psycopg.connect(fleet_url) as conn:
+        scored_new = conn.execute(
+            "SELECT count(*) FROM ml_anomaly_predictions WHERE timestamp >= '2026-01-05T00:00:30Z'"
+        ).fetchone()[0]
+        assert conn.execute("SELECT count(*) FROM sensor_readings").fetchone()[0] == len(stored) + len(new)
+    assert scored_new == len(new)

@@ -36,3 +36,25 @@ def test_a_clean_plan_has_no_late_readings():
         for v, k in zip(clean.values[:1000], clean.keys[:1000], strict=True)
     )
     assert _late(clean.values) == 0  # ordering rows by their position in the asset's file gave ~4 % here
+
+
+def test_a_plan_with_faults_sends_its_late_readings_late():
+    """The simulator's late rows (a day late, at the end of a later day's file) reach the stream as late readings;
+    they used to arrive with the file's last rows and fall beyond the plan's cut."""
+    profile = load_profile("compressor")
+    t0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    planned = plan_messages(profile, 100, 1000, 240, faults=FaultRates(), t0=t0, seed=7)
+    horizon = int(t0.timestamp() * 1_000_000) + 3_600_000_000  # leaves the far-future rows out
+    stamps = []
+    for v in planned.values:
+        try:
+            stamp = datetime.fromisoformat(json.loads(v)["timestamp"].replace("Z", "+00:00"))
+        except (ValueError, KeyError, TypeError):  # malformed lines, wrong types
+            continue
+        if stamp.timestamp() * 1_000_000 < horizon:
+            stamps.append(int(stamp.timestamp() * 1_000_000))
+    t = np.array(stamps, dtype=np.int64)
+    before = np.maximum.accumulate(np.concatenate([[t[0]], t[:-1]]))
+    late = int(np.sum(t < closed_mark(before, MIN_US, GRACE_US)))
+    assert planned.faults["late"] > 100
+    assert 0.9 * planned.faults["late"] <= late <= planned.faults["late"]

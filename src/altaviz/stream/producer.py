@@ -29,6 +29,7 @@ from altaviz.profiles.model import Profile
 from altaviz.simulate.faults import FaultRates
 
 SIM_DAYS = 2
+DAY_US = 86_400_000_000
 SIM_START = datetime(2026, 1, 5, tzinfo=UTC)  # fixed: the same seed gives the same messages
 CHUNK_SECONDS = 60
 TICK_S = 0.002  # messages due within this are sent together
@@ -69,11 +70,15 @@ def _arrival_order(routing: pl.DataFrame, times: pl.Series, far_us: int) -> np.n
     then asset. The running maximum keeps the file's own disorder (an out-of-order or duplicated row arrives right
     after the rows it follows in the file; a late row sits in a later day's file) while a gap in one asset's
     series (downtime after a failure) does not push its later rows ahead of the fleet's, which would make the
-    other assets' readings late. Far-future rows do not move the running maximum."""
+    other assets' readings late. Far-future rows do not move the running maximum. A late row (its event on a day
+    before its file's date) arrives when the fleet reaches its event time plus a day: the simulator puts it at
+    the end of its asset's block, where it would arrive with the file's last rows and, for the last day a plan
+    keeps, be cut off with the surplus beyond rate x seconds (no late reading was ever sent)."""
     t = times.dt.epoch("us")
     frame = routing.with_row_index("_row").with_columns(pl.when(t < far_us).then(t).alias("_t"))
     reached = pl.col("_t").cum_max().forward_fill().backward_fill().over("file_date", "host")
-    frame = frame.with_columns(reached.alias("_reached"))
+    late = t < pl.col("file_date").cast(pl.Datetime("us", "UTC")).dt.epoch("us")
+    frame = frame.with_columns(pl.when(late).then(t + DAY_US).otherwise(reached).alias("_reached"))
     return frame.sort("file_date", "_reached", "host", maintain_order=True)["_row"].to_numpy()
 
 

@@ -42,6 +42,29 @@ def test_injected_outliers_score_higher_and_are_flagged() -> None:
     assert scored.select("compressor_id", "a", "b").equals(probe)
 
 
+def test_readings_beyond_the_training_range_score_above_its_extremes(tmp_path: Path) -> None:
+    """A forest alone scores a point far outside its training data like the most extreme training point (same
+    leaf); the range term lifts it. Fitted on a clean window, as the online path often is."""
+    train = _fleet({"A": 10.0}, n=300, seed=3)
+    det = AnomalyDetector(["a", "b"], contamination=0.01, n_estimators=50).fit(train)
+    forest, normaliser = det._fitted()
+    extreme_a = float(train.get_column("a").max())
+    probe = pl.DataFrame(
+        {"compressor_id": ["A"] * 4, "a": [10.0, extreme_a, extreme_a + 2.0, extreme_a + 20.0], "b": [20.0] * 4}
+    )
+    z = normaliser.transform(probe)
+    raw = -forest.score_samples(z)
+    assert raw[3] == pytest.approx(raw[2], abs=0.02)  # the saturation this guards against: 20 vs 2 units out
+    scored = det.score(probe)
+    s = scored.get_column("anomaly_score").to_numpy()
+    assert s[0] == raw[0] and s[1] == raw[1]  # inside the training range: the forest's score, untouched
+    assert s[3] > s[2] > raw[2] and s[3] > 0.99
+    assert scored.get_column("is_anomaly").to_list() == [False, raw[1] > -forest.offset_, True, True]
+    onnx = OnnxAnomalyScorer(det.to_onnx(tmp_path / "a.onnx")).score(probe)
+    assert np.max(np.abs(onnx.get_column("anomaly_score").to_numpy() - s)) <= 1e-5
+    assert onnx.get_column("is_anomaly").to_list() == scored.get_column("is_anomaly").to_list()
+
+
 def test_per_asset_normalisation_makes_different_baselines_comparable() -> None:
     train = _fleet({"low": 100.0, "high": 1000.0}, seed=1)
     det = AnomalyDetector(["a", "b"], contamination=0.02, n_estimators=50).fit(train)

@@ -10,10 +10,17 @@ Scores: `anomaly_score` = -score_samples (about 0.3-0.5 for ordinary readings, a
 higher = more anomalous); `is_anomaly` = the forest's decision_function < 0, i.e. the score exceeds the threshold
 that `contamination` puts on the training data.
 
+Beyond the training range: an Isolation Forest isolates a point outside everything it was trained on in the
+same leaf as the most extreme training point, so a reading 20 sigma out scores like the training window's most
+unusual one (and is missed when that window was clean). Each feature's normalised training range [low, high] is
+kept, and a point's excess beyond it (the largest, in robust-sigma units) lifts the score towards 1:
+score = 1 - (1 - forest score) * exp(-excess / EXCESS_SCALE). Inside the range nothing changes.
+
 The ONNX file holds the forest (one TreeEnsemble node, see onnx_export.py) and, in its metadata, the
 normalisation parameters as JSON; `AnomalyDetector.score` and `OnnxAnomalyScorer.score` apply them with the same
 function (float32 output, which scikit-learn's trees use anyway) before the trees, so the two paths agree to
-summation-order rounding (parity tested: max |diff| ~1e-15, identical labels).
+summation-order rounding (parity tested: max |diff| ~1e-15, identical labels). The range term is applied after
+the trees by one function on both paths.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from altaviz.errors import AltavizError
 
 _META_KEY = "altaviz_anomaly"
 _IQR_TO_SIGMA = 1.349
+EXCESS_SCALE = 1.0  # robust sigmas beyond the training range that close 63 % of the gap between a score and 1
 
 
 class DetectorError(AltavizError):
@@ -47,6 +55,8 @@ class Normaliser:
     scales: dict[str, list[float]]
     fleet_center: list[float]
     fleet_scale: list[float]
+    train_low: list[float] | None = None  # per feature, the normalised training range (None: models from
+    train_high: list[float] | None = None  # before it was kept, scored without the range term)
 
     @classmethod
     def fit(cls, frame: pl.DataFrame, features: list[str], asset_column: str | None) -> Normaliser:
@@ -83,6 +93,21 @@ class Normaliser:
         z = (x - center) / scale
         z[~np.isfinite(z)] = 0.0
         return z.astype(np.float32)
+
+    def learn_range(self, z: np.ndarray) -> None:
+        """Keep the per-feature range of the normalised training matrix `z`."""
+        self.train_low = [float(x) for x in z.min(axis=0)]
+        self.train_high = [float(x) for x in z.max(axis=0)]
+
+    def adjust(self, scores: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Forest scores lifted by the rows' excess beyond the training range (unchanged inside it)."""
+        if self.train_low is None or self.train_high is None or len(scores) == 0:
+            return scores
+        low = np.asarray(self.train_low, dtype=np.float64)
+        high = np.asarray(self.train_high, dtype=np.float64)
+        zz = z.astype(np.float64)
+        excess = np.maximum(np.maximum(zz - high, low - zz).max(axis=1), 0.0)
+        return 1.0 - (1.0 - scores) * np.exp(-excess / EXCESS_SCALE)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -168,6 +193,7 @@ class AnomalyDetector:
             raise DetectorError(f"training frame: expected at least 2 rows, got {frame.height}")
         self.normaliser = Normaliser.fit(frame, self.features, self.asset_column)
         z = self.normaliser.transform(frame)
+        self.normaliser.learn_range(z)
         self.forest = IsolationForest(
             n_estimators=self.n_estimators,
             contamination=self.contamination,
@@ -193,8 +219,8 @@ class AnomalyDetector:
         if frame.height == 0:
             scores, flags = np.zeros(0), np.zeros(0, dtype=bool)
         else:
-            scores = -forest.score_samples(z)
-            flags = forest.decision_function(z) < 0
+            scores = normaliser.adjust(-forest.score_samples(z), z)
+            flags = scores > -forest.offset_  # decision_function < 0 where the range term is 0
         return frame.with_columns(
             pl.Series("anomaly_score", scores, dtype=pl.Float64), pl.Series("is_anomaly", flags, dtype=pl.Boolean)
         )
@@ -242,7 +268,9 @@ class OnnxAnomalyScorer:
         if frame.height == 0:
             scores, flags = np.zeros(0), np.zeros(0, dtype=bool)
         else:
-            scores, flags = (a.ravel() for a in self.session.run(["anomaly_score", "is_anomaly"], {self._input: z}))
+            (raw,) = self.session.run(["anomaly_score"], {self._input: z})
+            scores = self.normaliser.adjust(raw.ravel().astype(np.float64), z)
+            flags = scores > -self.offset
         return frame.with_columns(
             pl.Series("anomaly_score", scores, dtype=pl.Float64), pl.Series("is_anomaly", flags, dtype=pl.Boolean)
         )

@@ -67,18 +67,20 @@ def test_healthy_side_centring_is_learned_on_training_rows_and_applied_to_new_as
     scaler = FleetScaler.fit(train, "compressor_id", ["up", "down", "flat"], healthy_q=0.25)
     assert scaler.quantiles == [0.25, 0.75, 0.5]
     assert scaler.scale[0] == pytest.approx(4.8**0.5)  # "up" centred on its 25 % quantile (1): [0, 0, 0, 4, 4]
-    # a new asset (serving: no ground truth in the frame), centred on its own quantiles, scaled with the fleet's
+    # a new asset (serving: no ground truth in the frame), centred on its own quantiles, scaled with the fleet's;
+    # each row on the quantile of the asset's rows up to it (causal), linear interpolation
     served = FleetScaler(["up", "down", "flat"], [1.0, 2.0, 4.0], scaler.quantiles)
     new = pl.DataFrame(
         {"compressor_id": ["B"] * 5, **{c: [10.0, 12.0, 14.0, 16.0, 18.0] for c in ("up", "down", "flat")}}
     )
     x = served.transform(new, "compressor_id")
-    np.testing.assert_allclose(x[:, 0], [-2, 0, 2, 4, 6])  # 25 % quantile 12
-    np.testing.assert_allclose(x[:, 1], [-3, -2, -1, 0, 1])  # 75 % quantile 16, scale 2
-    np.testing.assert_allclose(x[:, 2], [-1, -0.5, 0, 0.5, 1])  # median 14, scale 4
+    np.testing.assert_allclose(x[:, 0], [0, 1.5, 3, 4.5, 6])  # 25 % quantiles 10, 10.5, 11, 11.5, 12
+    np.testing.assert_allclose(x[:, 1], [0, 0.25, 0.5, 0.75, 1])  # 75 %: 10, 11.5, 13, 14.5, 16; scale 2
+    np.testing.assert_allclose(x[:, 2], [0, 0.25, 0.5, 0.75, 1])  # medians 10, 11, 12, 13, 14; scale 4
+    np.testing.assert_array_equal(served.transform(new.head(3), "compressor_id"), x[:3])  # later rows change nothing
     # without ground truth at fit time (or an older model's saved scaler) every feature is on its median
     assert FleetScaler.fit(new, "compressor_id", ["up"]).quantiles is None
-    np.testing.assert_allclose(FleetScaler(["up"], [1.0]).transform(new, "compressor_id")[:, 0], [-4, -2, 0, 2, 4])
+    np.testing.assert_allclose(FleetScaler(["up"], [1.0]).transform(new, "compressor_id")[:, 0], [0, 1, 2, 3, 4])
 
 
 def test_train_then_score_twice_is_idempotent(fleet, tmp_path, clean_postgres_url):

@@ -96,7 +96,12 @@ class FleetScaler:
     (fleet-wide, on the training assets) is centred on the asset's quantile on the healthy side of it (HEALTHY_Q if
     failures raise it, 1 - HEALTHY_Q if they lower it), so an asset that degrades for much of the frame keeps its
     degradation instead of having it absorbed into its median; other features on the median. The quantiles are
-    learned once at fit time; transform (training and serving alike) reads only the features."""
+    learned once at fit time; transform (training and serving alike) reads only the features.
+
+    The centre of a row is causal: the quantile of the asset's rows up to and including it (rows sorted by asset,
+    then time), so evaluating a window uses what a score at its time would know. At serving time, a window's rows
+    see the history before them, as they did when the model was evaluated. (Until this change every row was
+    centred on its asset's whole frame, future rows included: the held-out metrics were optimistic.)"""
 
     features: list[str]
     scale: list[float]
@@ -109,22 +114,30 @@ class FleetScaler:
         quantiles = None
         if healthy_q is not None and {"rul_days", "censored"} <= set(frame.columns):
             quantiles = healthy_quantiles(frame, id_col, features, healthy_q)
-        centred = cls._centre(frame, id_col, features, quantiles)
+        centred = cls._centre(frame, id_col, features, quantiles, causal=True)
         std = centred.select(pl.col(features).std()).row(0)
         return cls(features, [float(s) if s and s > 1e-9 else 1.0 for s in std], quantiles)
 
     @staticmethod
-    def _centre(frame: pl.DataFrame, id_col: str, features: list[str], quantiles=None) -> pl.DataFrame:
+    def _centre(
+        frame: pl.DataFrame, id_col: str, features: list[str], quantiles=None, causal: bool = False
+    ) -> pl.DataFrame:
+        """Features minus their per-asset quantile: over the asset's rows up to each row (`causal`; rows sorted
+        by asset, then time; nulls skipped) or over all of them (fit-time analysis of the training assets)."""
         qs = quantiles or [0.5] * len(features)
-        return frame.with_columns(
-            [
-                (pl.col(c) - pl.col(c).quantile(q, interpolation="linear").over(id_col))
-                for c, q in zip(features, qs, strict=True)
-            ]
-        )
+
+        def centre(c: str, q: float) -> pl.Expr:
+            if causal:
+                return pl.col(c).rolling_quantile(
+                    q, interpolation="linear", window_size=max(frame.height, 1), min_samples=1
+                )
+            return pl.col(c).quantile(q, interpolation="linear")
+
+        return frame.with_columns([(pl.col(c) - centre(c, q).over(id_col)) for c, q in zip(features, qs, strict=True)])
 
     def transform(self, frame: pl.DataFrame, id_col: str) -> np.ndarray:
-        centred = self._centre(frame, id_col, self.features, self.quantiles)
+        """`frame` sorted by asset, then time (as `hourly` returns it)."""
+        centred = self._centre(frame, id_col, self.features, self.quantiles, causal=True)
         x = centred.select(self.features).to_numpy().astype(np.float64) / np.asarray(self.scale)
         return np.clip(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), -20, 20).astype(np.float32)
 

@@ -106,7 +106,7 @@ class Processor:
         lines += [b"{not json", b'{"' + p.id_column.encode() + b'": "NO-SUCH-ASSET"}']
         n = len(lines)
         frame = decode(lines, np.zeros(n, np.int32), np.arange(n, dtype=np.int64), np.full(n, now_us), p)
-        decoded, after = validate_batch(frame, self.fleet, {0: None}, p, self.window_us, self.grace_us)
+        decoded, _ = validate_batch(frame, self.fleet, {0: None}, p, self.window_us, self.grace_us)
         scratch = OpenWindows(p, self.window_us)
         scratch.lookup(decoded.accepted)
         scratch.apply(scratch.stage(decoded.accepted, {}))

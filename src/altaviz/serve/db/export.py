@@ -30,7 +30,7 @@ from psycopg.copy import QueuedLibpqWriter
 
 from altaviz.errors import AltavizError
 from altaviz.serve.db.migrate import libpq_url, redact
-from altaviz.serve.db.pgcopy import CHUNK_ROWS, copy_chunks
+from altaviz.serve.db.pgcopy import copy_chunks
 
 COMPRESSOR_COLUMNS = {
     "compressor_id": "text",
@@ -126,10 +126,7 @@ def _copy(cur: psycopg.Cursor, table: str, frame: pl.DataFrame, columns: dict[st
         sql.SQL(", ").join(map(sql.Identifier, columns)),
         sql.SQL(", FREEZE" if freeze else ""),
     )
-    # a writer thread sends one chunk while the next is encoded; for a frame of one chunk it is only overhead
-    # (~5 ms per COPY: most of the cost of a small date's export)
-    writer = QueuedLibpqWriter(cur) if frame.height > CHUNK_ROWS else None
-    with cur.copy(stmt, writer=writer) as copy:
+    with cur.copy(stmt, writer=QueuedLibpqWriter(cur)) as copy:
         for chunk in copy_chunks(frame, list(columns.values()), table):
             copy.write(chunk)
     return frame.height

@@ -142,3 +142,31 @@ def test_warm_up_runs_the_batch_path_and_leaves_nothing_behind(stream, fleet_url
     with psycopg.connect(fleet_url) as conn:
         for table in ("sensor_readings", "sensor_aggregates", "stream_progress", "ml_anomaly_predictions"):
             assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
+
+
+def test_bronze_warm_up_pays_pyarrows_lazy_imports_before_the_first_append(tmp_path):
+    # pyarrow imports pandas at its first array conversion (~0.7 s of CPU holding the GIL): paid by the
+    # writer thread at the first append, it stalled the processor for 1-2 s a few seconds into every run
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+import polars as pl
+from datetime import UTC, datetime
+from altaviz.profiles import load_profile
+from altaviz.stream.bronze_sink import BronzeAppender
+
+profile = load_profile("compressor")
+readings = pl.DataFrame({{profile.id_column: ["COMP-0001"], profile.time_column: [datetime(2026, 1, 5, tzinfo=UTC)],
+    **{{s: [1.0] for s in profile.sensor_names}}, "_partition": [0], "_offset": [0]}})
+appender = BronzeAppender({str(tmp_path / "lake")!r}, profile, "t", 5.0)
+before = "pandas" in sys.modules
+appender.warm_up(readings)
+print(before, "pandas" in sys.modules)
+appender.close()
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]
+    assert not (tmp_path / "lake" / "bronze").exists()

@@ -20,6 +20,7 @@ import uuid
 from datetime import UTC, datetime
 
 import polars as pl
+import pyarrow as pa
 
 from altaviz.lake.schema import TIME, bronze_schema
 from altaviz.lake.tables import history, table_exists, write_table
@@ -72,6 +73,13 @@ class BronzeAppender:
         self.appended = 0
         self.worker = threading.Thread(target=self._run, name="altaviz-bronze", daemon=True)
         self.worker.start()
+
+    def warm_up(self, readings: pl.DataFrame) -> None:
+        """Convert a few readings to bronze rows and Arrow as an append does, writing nothing. pyarrow imports
+        pandas on its first array conversion (~0.7 s of CPU holding the GIL, which stalled the processor's
+        thread for 1-2 s at the first append of every run when the writer thread paid it)."""
+        rows = bronze_rows(readings.head(8), self.profile, self.topic, "warm-up", datetime.now(UTC))
+        pl.from_arrow(pa.schema(rows.to_arrow().schema).empty_table())
 
     def _run(self) -> None:
         while True:

@@ -112,6 +112,7 @@ class Processor:
         scratch.apply(scratch.stage(decoded.accepted, {}))
         scratch.lookup(decoded.accepted)
         scratch.stage(decoded.accepted.head(0), {0: now_us + self.window_us * 2})
+        self.bronze.warm_up(decoded.accepted)
         gc.collect()
         gc.freeze()
         return time.perf_counter() - t0

@@ -111,7 +111,7 @@ class Processor:
         scratch.lookup(decoded.accepted)
         scratch.apply(scratch.stage(decoded.accepted, {}))
         scratch.lookup(decoded.accepted)
-        scratch.stage(decoded.accepted.head(0), {0: now_us + self.window_us * 2})
+        scratch.stage(decoded.accepted.head(0), {0: now_us + self.window_us * 2}, {0: now_us + self.window_us})
         self.bronze.warm_up(decoded.accepted)
         gc.collect()
         gc.freeze()
@@ -301,7 +301,8 @@ class Processor:
         )
         rejected = pl.concat([decoded.rejected, dups.select(decoded.rejected.columns)])
         rows = accepted.filter(~duplicate & ~redelivered)
-        staged = self.windows.stage(accepted.filter(~duplicate & ~in_state), closes)
+        seals = {p: wm - self.grace_us for p, (_, wm) in progress.items() if wm is not None}
+        staged = self.windows.stage(accepted.filter(~duplicate & ~in_state), closes, seals)
         if known is None:
             predictions = self.anomaly.score_batch(rows) if self.anomaly is not None else None
             self._scored = predictions  # kept for a retry: scoring again would feed the online window twice

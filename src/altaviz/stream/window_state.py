@@ -138,17 +138,19 @@ class OpenWindows:
             return {}
         old, added = self.rows.get(partition, {}), staged.added.get(partition, {})
         done, aid = self.summaries.get(partition, {}), self.profile.id_column
+
+        def readings(sl: int) -> pl.DataFrame:  # stored plus the batch's, one concat (not a filter per frame)
+            return pl.concat([*old.get(sl, ()), *((added[sl],) if sl in added else ())])
+
         whole = [sl for sl in slices if sl not in done or sl not in added]
         out: dict[int, pl.DataFrame] = {}
         if whole:
-            frames = [f for sl in whole for f in (*old.get(sl, ()), *((added[sl],) if sl in added else ()))]
-            summary = summarise(pl.concat(frames), self.profile, self.slice_us)
+            summary = summarise(pl.concat([readings(sl) for sl in whole]), self.profile, self.slice_us)
             out = {int(sl): part for (sl,), part in summary.partition_by("_slice", as_dict=True).items()}
         for sl in [sl for sl in slices if sl in done and sl in added]:  # summarised before: redo its assets only
-            assets = added[sl].get_column(aid).unique()
-            frames = [f.filter(pl.col(aid).is_in(assets.implode())) for f in old.get(sl, ())] + [added[sl]]
-            redone = summarise(pl.concat(frames), self.profile, self.slice_us)
-            out[sl] = pl.concat([done[sl].filter(~pl.col(aid).is_in(assets.implode())), redone])
+            assets = pl.col(aid).is_in(added[sl].get_column(aid).unique().implode())
+            redone = summarise(readings(sl).filter(assets), self.profile, self.slice_us)
+            out[sl] = pl.concat([done[sl].filter(~assets), redone])
         return out
 
     def apply(self, staged: Staged) -> None:

@@ -6,6 +6,7 @@ Output: one gold row per silver reading of the target dates, columns in `gold_sc
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
@@ -19,12 +20,14 @@ from altaviz.engines.polars_engine.windows import (
     flat_in_window,
     mean_and_std,
     segment_prefixes,
+    sort_by_asset_time,
     window_maxima,
 )
 from altaviz.lake.schema import gold_schema
 from altaviz.profiles.model import Profile
 from altaviz.profiles.spec import STATUS_LEVELS, FeatureSpec, RollingFeature, StatusRule, feature_spec
 
+_THREADS = 2
 _OPS = {
     "sub": lambda a, b: a - b,
     "add": lambda a, b: a + b,
@@ -43,25 +46,32 @@ def _centre(profile: Profile, sensor: str) -> pl.Expr:
 
 
 def _sensor_features(
-    frame: pl.DataFrame, sensor: str, feats: list[RollingFeature], index: WindowIndex, moments, centre
+    frame: pl.DataFrame,
+    sensor: str,
+    feats: list[RollingFeature],
+    index: WindowIndex,
+    moments,
+    centre,
+    scratch: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """All rolling features of one sensor, for the wanted rows (NaN where undefined), as Float32: the features'
     stored type (`gold_schema`). Sums are taken in Float64 and rounded once at the end; maxima and minima are
     taken over the Float32 readings directly, which gives the same values (rounding is monotone) at half the
-    memory traffic."""
+    memory traffic. `scratch`: a Float32 buffer for the maxima table (see `window_maxima`)."""
     out: dict[str, np.ndarray] = {}
     x = frame.get_column(sensor).cast(pl.Float64).to_numpy()  # nulls become NaN
     extreme = sorted({f.seconds for f in feats if f.stat in ("max", "min")})
     if extreme:
         x32 = x.astype(np.float32)
     if any(f.stat == "max" for f in feats):
-        maxima = window_maxima(x32, index, extreme)
+        maxima = window_maxima(x32, index, extreme, scratch)
     if any(f.stat == "min" for f in feats):
-        minima = {w: -m for w, m in window_maxima(-x32, index, extreme).items()}
+        minima = {w: -m for w, m in window_maxima(-x32, index, extreme, scratch).items()}
     changes = change_prefix(x, index) if any(f.stat == "std" for f in feats) else None
+    at_rows = (moments[0][index.rows], moments[1][index.rows]) if moments is not None else None
     for seconds in sorted({f.seconds for f in feats if f.stat in ("mean", "std")}):
         flat = flat_in_window(changes, index, seconds)[0] if changes is not None else None
-        mean, std = mean_and_std(moments, centre, index, seconds, flat)
+        mean, std = mean_and_std(moments, centre, index, seconds, flat, at_rows)
         for f in feats:
             if f.seconds == seconds and f.stat in ("mean", "std"):
                 out[f.name] = (mean if f.stat == "mean" else std).astype(np.float32)
@@ -77,15 +87,21 @@ def _rolling_features(frame: pl.DataFrame, profile: Profile, spec: FeatureSpec, 
     """Max/min from a sparse table; mean/std from day-anchored prefix sums (see `windows`).
 
     Windows are computed over all of `frame` (lookback included); values come back for `index.rows` only. The
-    sensors are independent and their NumPy work releases the GIL, so two threads share them.
+    sensors are independent and their NumPy work releases the GIL, so two threads share them (prefix sums
+    included), each with its own scratch buffer for the maxima tables.
     """
     if not spec.rolling:
         return pl.DataFrame()
+    extreme = sorted({f.seconds for f in spec.rolling if f.stat in ("max", "min")})
     for seconds in {f.seconds for f in spec.rolling}:
         index.plan(seconds)  # built once here, read-only in the threads
+    index.grid()  # likewise
+    levels = max((index.plan(w).span_index(frame.height)[0] for w in extreme), default=0)
+    scratch: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
+    for _ in range(_THREADS):
+        scratch.put(np.empty(levels * frame.height, dtype=np.float32))
     moment_sensors = sorted({f.sensor for f in spec.rolling if f.stat in ("mean", "std")})
     centres = {s: _centre(profile, s) for s in moment_sensors}
-    prefixes = segment_prefixes(frame, centres, index)
     # the time column makes constant centres broadcast to every row (a select of literals alone gives one row)
     centre_rows = frame.select(pl.col(profile.time_column), **{f"_centre:{s}": c for s, c in centres.items()})[
         index.rows
@@ -95,11 +111,18 @@ def _rolling_features(frame: pl.DataFrame, profile: Profile, spec: FeatureSpec, 
         by_sensor.setdefault(f.sensor, []).append(f)
 
     def one(sensor: str) -> dict[str, np.ndarray]:
-        centre = centre_rows.get_column(f"_centre:{sensor}").to_numpy() if sensor in centres else None
-        return _sensor_features(frame, sensor, by_sensor[sensor], index, prefixes.get(sensor), centre)
+        centre, moments = None, None
+        if sensor in centres:
+            centre = centre_rows.get_column(f"_centre:{sensor}").to_numpy()
+            moments = segment_prefixes(frame, {sensor: centres[sensor]}, index)[sensor]
+        buffer = scratch.get()
+        try:
+            return _sensor_features(frame, sensor, by_sensor[sensor], index, moments, centre, buffer)
+        finally:
+            scratch.put(buffer)
 
     columns: dict[str, np.ndarray] = {}
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(_THREADS) as pool:
         for result in pool.map(one, sorted(by_sensor)):
             columns.update(result)
     return pl.DataFrame([pl.Series(f.name, columns[f.name], nan_to_null=True) for f in spec.rolling])
@@ -148,7 +171,7 @@ def build_features(silver: pl.DataFrame, profile: Profile, dates: Iterable[date]
     """silver (+ lookback) -> gold rows for `dates` (all dates of the input when None)."""
     spec = feature_spec(profile)
     aid, ts = profile.id_column, profile.time_column
-    frame = silver.sort(aid, ts)
+    frame = sort_by_asset_time(silver, aid, ts)
     ts_col = pl.col(ts)
     wanted = sorted(set(dates)) if dates is not None else frame.get_column("date").unique().to_list()
     out = frame.get_column("date").is_in(wanted)

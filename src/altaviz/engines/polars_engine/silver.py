@@ -11,7 +11,7 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from altaviz.engines.polars_engine.windows import WindowIndex, change_prefix, flat_in_window
+from altaviz.engines.polars_engine.windows import WindowIndex, change_prefix, flat_in_window, sort_by_asset_time
 from altaviz.lake.schema import quarantine_schema, silver_schema
 from altaviz.profiles.model import Profile
 from altaviz.profiles.spec import future_tolerance_seconds, range_rules, stuck_window_seconds
@@ -136,7 +136,7 @@ def validate(bronze: pl.DataFrame, metadata: pl.DataFrame, profile: Profile) -> 
     quarantine = quarantine.sort(["date", "_source_file", "_source_row"], nulls_last=True)
 
     s_schema = silver_schema(profile)
-    ok = ok.select([c for c in ok.columns if c in s_schema]).sort(aid, ts)  # sort only what silver keeps
+    ok = sort_by_asset_time(ok.select([c for c in ok.columns if c in s_schema]), aid, ts)  # only what silver keeps
     ok = ok.with_columns(is_stuck=_stuck_flags(ok, profile))
     meta = metadata.with_columns(pl.col(aid).cast(pl.String))
     extra = [c for c in meta.columns if c not in ok.columns or c == aid]

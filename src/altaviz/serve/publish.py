@@ -111,16 +111,25 @@ def hourly_aggregates(silver: pl.DataFrame, profile: Profile) -> pl.DataFrame:
             )
         )
     )
+    # rows ordered by (asset, sensor, hour) through one Int64 key (asset rank, sensor rank, hour number): the
+    # primary key's order, so the server's index build finds them sorted; cheaper than a String sort
+    hours = (pl.col("hour_start").dt.epoch("us") - pl.col("hour_start").dt.epoch("us").min()) // 3_600_000_000
+    wide = wide.with_columns(
+        _base=(pl.col(ASSET_ID).rank("dense").cast(pl.Int64) - 1) * (len(sensors) * (hours.max() + 1)) + hours,
+        _span=hours.max() + 1,
+    )
+    rank = {s: i for i, s in enumerate(sorted(sensors))}
     parts = [
         wide.select(
             pl.col(ASSET_ID),
             pl.lit(s, pl.String).alias("sensor"),
             pl.col("hour_start"),
             *(pl.col(f"{s}\x00{stat}").alias(stat) for stat in ("mean", "min", "max", "count")),
+            (pl.col("_base") + rank[s] * pl.col("_span")).alias("_key"),
         ).filter(pl.col("count") > 0)
         for s in sensors
     ]
-    out = pl.concat(parts).sort(ASSET_ID, "sensor", "hour_start").collect()
+    out = pl.concat(parts).sort("_key").collect()
     return out.select(pl.col(name).cast(dtype) for name, dtype in AGG_SCHEMA.items())
 
 

@@ -207,6 +207,49 @@ def lake_show(
     out.print(str(frame.head(limit)))
 
 
+@lake_app.command("compact")
+@_friendly
+def lake_compact(
+    table: Annotated[LakeTable, typer.Argument(help="Table name.")],
+    lake: Annotated[Path | None, typer.Option(help="Lake root (default: settings).")] = None,
+    date_: Annotated[list[str] | None, typer.Option("--date", help="Only these dates (YYYY-MM-DD); repeat.")] = None,
+    target_mb: Annotated[int | None, typer.Option(min=1, help="Target file size in MB (default 256).")] = None,
+) -> None:
+    """Merge small files (e.g. the stream's bronze appends) into large ones; the rows do not change."""
+    from altaviz.lake.maintenance import compact
+
+    r = compact(lake or get_settings().lake, table.value, _parse_dates(date_), target_mb)
+    out.print(
+        f"{table.value}: {r.files_removed} files merged into {r.files_added} in {r.partitions} partition(s); "
+        f"version {r.version_before} -> {r.version_after}"
+    )
+
+
+@lake_app.command("vacuum")
+@_friendly
+def lake_vacuum(
+    table: Annotated[LakeTable, typer.Argument(help="Table name.")],
+    lake: Annotated[Path | None, typer.Option(help="Lake root (default: settings).")] = None,
+    retain_hours: Annotated[int, typer.Option(min=0, help="Keep what versions of the last N hours need.")] = 168,
+    apply: Annotated[bool, typer.Option("--apply", help="Delete the files (default: only list them).")] = False,
+    allow_short_retention: Annotated[
+        bool, typer.Option("--allow-short-retention", help="Allow a retention below 168 h.")
+    ] = False,
+) -> None:
+    """Delete the files no version within the retention period needs (a dry run unless --apply)."""
+    from altaviz.lake.maintenance import vacuum
+
+    files = vacuum(
+        lake or get_settings().lake,
+        table.value,
+        retain_hours,
+        dry_run=not apply,
+        allow_short_retention=allow_short_retention,
+    )
+    verb = "deleted" if apply else "would delete (dry run; --apply deletes)"
+    out.print(f"{table.value}: {verb} {len(files)} file(s)")
+
+
 @db_app.command("start")
 @_friendly
 def db_start() -> None:

@@ -1,0 +1,107 @@
+"""Compaction and vacuum of lake tables: fewer files, the same rows, old versions readable until vacuumed."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import polars as pl
+import pytest
+from deltalake import DeltaTable
+from typer.testing import CliRunner
+
+from altaviz.cli import app
+from altaviz.lake.errors import LakeError
+from altaviz.lake.maintenance import compact, vacuum
+from altaviz.lake.schema import bronze_schema
+from altaviz.lake.tables import _uri, history, read_table, write_table
+from altaviz.profiles import load_profile
+
+P = load_profile("compressor")
+DAYS = (date(2026, 3, 1), date(2026, 3, 2))
+
+
+def _append(lake, k: int) -> None:
+    """One small stream-like append: 5 readings on each of the two dates."""
+    rows = []
+    for d in DAYS:
+        for i in range(5):
+            ts = datetime.combine(d, datetime.min.time(), tzinfo=UTC) + timedelta(minutes=k * 5 + i)
+            rows.append({"compressor_id": f"COMP-{i + 1:04d}", "timestamp": ts, "vibration_mms": 2.0 + k + i / 10})
+    frame = pl.DataFrame(rows).with_columns(
+        pl.lit("kafka:sensor-readings/0").alias("_source_file"),
+        pl.lit(k, pl.Int64).alias("_source_row"),
+        pl.lit(datetime(2026, 3, 3, tzinfo=UTC)).alias("_ingested_at"),
+        pl.lit(f"stream-{k}").alias("_batch_id"),
+        pl.col("timestamp").dt.date().alias("date"),
+    )
+    schema = bronze_schema(P)
+    frame = frame.with_columns(pl.lit(None, dtype=t).alias(c) for c, t in schema.items() if c not in frame.columns)
+    write_table(lake, "bronze", frame.select(schema.names()).cast(dict(schema)), schema=schema, partition_by=["date"])
+
+
+def _files(lake, table: str) -> list[str]:
+    return DeltaTable(_uri(lake, table)).file_uris()
+
+
+def _rows(lake, version: int | None = None) -> pl.DataFrame:
+    return read_table(lake, "bronze", version=version).sort("timestamp", "compressor_id", "_source_row")
+
+
+@pytest.fixture
+def lake(tmp_path):
+    for k in range(12):
+        _append(tmp_path, k)
+    return tmp_path
+
+
+def test_compact_merges_files_and_keeps_every_row(lake):
+    before, version = _rows(lake), DeltaTable(_uri(lake, "bronze")).version()
+    assert len(_files(lake, "bronze")) == 24
+    result = compact(lake, "bronze")
+    assert (result.files_removed, result.files_added, result.partitions) == (24, 2, 2)
+    assert result.version_after == version + 1
+    assert len(_files(lake, "bronze")) == 2
+    assert _rows(lake).equals(before)
+    assert _rows(lake, version).equals(before)  # time travel to the version before still works
+    assert history(lake, "bronze", limit=1)[0]["operation"] == "OPTIMIZE"
+
+
+def test_compact_only_the_given_dates(lake):
+    result = compact(lake, "bronze", dates=[DAYS[0]])
+    assert (result.files_removed, result.files_added) == (12, 1)
+    by_day = [sum(f"date={d.isoformat()}/" in f for f in _files(lake, "bronze")) for d in DAYS]
+    assert by_day == [1, 12]
+    assert compact(lake, "bronze", dates=[]).files_removed == 0
+
+
+def test_vacuum_lists_then_deletes_only_unreferenced_files(lake):
+    compact(lake, "bronze")
+    current = _rows(lake)
+    with pytest.raises(LakeError, match="below 168 h"):
+        vacuum(lake, "bronze", retain_hours=0)
+    listed = vacuum(lake, "bronze", retain_hours=0, allow_short_retention=True)
+    assert len(listed) == 24  # the small files the compaction replaced
+    assert all(not f.endswith(".json") for f in listed)
+    assert len(list((lake / "bronze").rglob("*.parquet"))) == 26  # a dry run deletes nothing
+    deleted = vacuum(lake, "bronze", retain_hours=0, dry_run=False, allow_short_retention=True)
+    assert deleted == listed
+    assert len(list((lake / "bronze").rglob("*.parquet"))) == 2
+    assert _rows(lake).equals(current)
+    vacuum(lake, "bronze", retain_hours=0, dry_run=False, allow_short_retention=True)  # again: nothing left to do
+    assert len(list((lake / "bronze").rglob("*.parquet"))) == 2 and _rows(lake).equals(current)
+
+
+def test_cli_compact_and_vacuum(lake):
+    runner = CliRunner()
+    result = runner.invoke(app, ["lake", "compact", "bronze", "--lake", str(lake), "--date", "2026-03-02"])
+    assert result.exit_code == 0, result.output
+    assert "12 files merged into 1" in result.output
+    result = runner.invoke(app, ["lake", "vacuum", "bronze", "--lake", str(lake), "--retain-hours", "0"])
+    assert result.exit_code == 2 and "below 168 h" in result.output
+    args = ["lake", "vacuum", "bronze", "--lake", str(lake), "--retain-hours", "0", "--allow-short-retention"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0 and "would delete (dry run; --apply deletes) 12 file(s)" in result.output
+    result = runner.invoke(app, [*args, "--apply"])
+    assert result.exit_code == 0 and "deleted 12 file(s)" in result.output
+    result = runner.invoke(app, ["lake", "compact", "gold", "--lake", str(lake)])
+    assert result.exit_code == 2 and "not found" in result.output

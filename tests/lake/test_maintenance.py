@@ -105,3 +105,28 @@ def test_cli_compact_and_vacuum(lake):
     assert result.exit_code == 0 and "deleted 12 file(s)" in result.output
     result = runner.invoke(app, ["lake", "compact", "gold", "--lake", str(lake)])
     assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_compaction_beside_concurrent_appends_keeps_every_row_once(lake):
+    """The stream keeps appending while a scheduled compaction runs: neither fails, no row is lost or doubled."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def appends() -> None:
+        for k in range(12, 30):
+            try:
+                _append(lake, k)
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+
+    writer = threading.Thread(target=appends)
+    writer.start()
+    merged = 0
+    for _ in range(4):
+        merged += compact(lake, "bronze").files_removed
+    writer.join()
+    assert errors == [] and merged >= 24
+    rows = _rows(lake)
+    assert rows.height == 30 * 10
+    assert rows.select("_source_row", "timestamp", "compressor_id").n_unique() == rows.height

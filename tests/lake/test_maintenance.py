@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -112,21 +113,57 @@ def test_compaction_beside_concurrent_appends_keeps_every_row_once(lake):
     import threading
 
     errors: list[BaseException] = []
+    done = threading.Event()
+    appended = [12]
 
     def appends() -> None:
-        for k in range(12, 30):
+        while not done.is_set():  # appending the whole time the compactions run
             try:
-                _append(lake, k)
+                _append(lake, appended[0])
+                appended[0] += 1
             except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
                 errors.append(exc)
+                return
 
     writer = threading.Thread(target=appends)
     writer.start()
-    merged = 0
-    for _ in range(4):
-        merged += compact(lake, "bronze").files_removed
-    writer.join()
-    assert errors == [] and merged >= 24
+    versions = []
+    try:
+        for _ in range(4):
+            r = compact(lake, "bronze")
+            versions.append((r.version_before, r.version_after))
+    finally:
+        done.set()
+        writer.join()
+    assert errors == []
+    assert appended[0] > 12 and any(after > before + 1 for before, after in versions)  # appends went in between
     rows = _rows(lake)
-    assert rows.height == 30 * 10
+    assert rows.height == appended[0] * 10
     assert rows.select("_source_row", "timestamp", "compressor_id").n_unique() == rows.height
+
+
+def test_vacuum_finds_replaced_files_after_a_checkpoint_dropped_their_removal(lake):
+    """A checkpoint keeps removals for 7 days only; vacuum must still find files replaced longer ago."""
+    import json
+    import os
+    import time
+
+    result = compact(lake, "bronze")
+    uri = Path(_uri(lake, "bronze"))
+    eight_days_ago = time.time() - 8 * 86_400
+    log = uri / "_delta_log" / f"{result.version_after:020d}.json"
+    actions = [json.loads(line) for line in log.read_text().splitlines()]
+    for action in actions:  # as if the compaction had run 8 days ago
+        if "remove" in action:
+            action["remove"]["deletionTimestamp"] = int(eight_days_ago * 1000)
+            os.utime(uri / action["remove"]["path"], (eight_days_ago, eight_days_ago))
+    log.write_text("".join(json.dumps(a) + "\n" for a in actions))
+    DeltaTable(str(uri)).create_checkpoint()
+    orphan = uri / "date=2026-03-01" / "part-orphan-of-a-write-that-never-committed.parquet"
+    orphan.write_bytes(b"PAR1")
+    os.utime(orphan, (eight_days_ago, eight_days_ago))
+    listed = vacuum(lake, "bronze")
+    assert len(listed) == 25 and any("orphan" in f for f in listed)
+    vacuum(lake, "bronze", dry_run=False)
+    assert len([f for f in uri.rglob("*.parquet") if "_delta_log" not in f.parts]) == 2  # not the checkpoint
+    assert _rows(lake).height == 12 * 10

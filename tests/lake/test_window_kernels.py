@@ -78,12 +78,23 @@ def test_window_maxima_in_a_reused_scratch_buffer():
 
 
 def _scan_prefixes(frame: pl.DataFrame, index: WindowIndex, centre: float) -> tuple[np.ndarray, np.ndarray]:
-    """The reference: Polars' sequential cum_sum per (asset, day) segment (a null stays null, adds nothing)."""
-    c = pl.col("x") - centre
-    sums = frame.with_columns(_segment=pl.Series(index.segment)).select(
-        c.cum_sum().over("_segment").alias("s1"), (c * c).cum_sum().over("_segment").alias("s2")
-    )
-    return tuple(np.append(sums.get_column(k).to_numpy(), 0.0) for k in ("s1", "s2"))  # type: ignore[return-value]
+    """The reference, one reading at a time: running sums restarting at every (asset, day) segment; a missing
+    value is NaN at its row and adds nothing."""
+    x = frame.get_column("x").to_list()
+    out = (np.empty(len(x) + 1), np.empty(len(x) + 1))
+    s1 = s2 = 0.0
+    for i, v in enumerate(x):
+        if i == 0 or index.segment[i] != index.segment[i - 1]:
+            s1 = s2 = 0.0
+        if v is None:
+            out[0][i] = out[1][i] = np.nan
+            continue
+        c = v - centre
+        s1 += c
+        s2 += c * c
+        out[0][i], out[1][i] = s1, s2
+    out[0][-1] = out[1][-1] = 0.0
+    return out
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -115,17 +126,30 @@ def test_segment_prefixes_fallback_for_uneven_segments():
         np.testing.assert_array_equal(g, want)
 
 
-def test_sort_by_asset_time_equals_the_two_column_sort():
+@pytest.mark.parametrize("unit", ["us", "ns"])
+def test_sort_by_asset_time_equals_the_two_column_sort(unit):
     rng = np.random.default_rng(8)
     n = 5000
+    ticks = {"us": 1, "ns": 1000}[unit]
     frame = pl.DataFrame(
         {
             "asset": rng.choice(["COMP-0010", "COMP-0002", "B", "COMP-0001", "é"], n),
-            "ts": rng.integers(1_700_000_000_000_000, 1_700_900_000_000_000, n),
+            # before and after 1970, with sub-microsecond steps in the ns case
+            "ts": rng.integers(-900_000_000_000_000 * ticks, 900_000_000_000_000 * ticks, n),
             "v": np.arange(n),
         }
-    ).with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC")))
+    ).with_columns(pl.col("ts").cast(pl.Datetime(unit, "UTC")))
     frame = frame.unique(["asset", "ts"], keep="first")  # silver keys are unique
     assert sort_by_asset_time(frame, "asset", "ts").equals(frame.sort("asset", "ts"))
-    with_null = frame.with_columns(pl.when(pl.col("v") == 3).then(None).otherwise(pl.col("asset")).alias("asset"))
-    assert sort_by_asset_time(with_null, "asset", "ts").equals(with_null.sort("asset", "ts"))
+    near = frame.head(4).with_columns(  # times within one microsecond must still be ordered (ns)
+        pl.Series("ts", [10_000_500, 10_000_100, 10_000_900, 10_000_300]).cast(pl.Datetime(unit, "UTC")),
+        pl.lit("A").alias("asset"),
+    )
+    assert sort_by_asset_time(near, "asset", "ts").equals(near.sort("asset", "ts"))
+
+
+def test_sort_by_asset_time_falls_back_when_the_key_would_overflow():
+    frame = pl.DataFrame(
+        {"asset": ["b", "a", "b", "a"], "ts": [2**61, -(2**61), 0, 5], "v": [0, 1, 2, 3]}
+    ).with_columns(pl.col("ts").cast(pl.Datetime("ns", "UTC")))
+    assert sort_by_asset_time(frame, "asset", "ts").get_column("v").to_list() == [1, 3, 2, 0]

@@ -22,12 +22,12 @@ def sort_by_asset_time(frame: pl.DataFrame, asset: str, time: str) -> pl.DataFra
     ids, ts = frame.get_column(asset), frame.get_column(time)
     if frame.height < 2 or ids.null_count() or ts.null_count():
         return frame.sort(asset, time)
-    us = ts.dt.epoch("us")
-    lo, hi = int(us.min()), int(us.max())  # type: ignore[arg-type]
+    ticks = ts.to_physical().cast(pl.Int64)  # in the column's own unit (epoch("us") would merge ns ticks)
+    lo, hi = int(ticks.min()), int(ticks.max())  # type: ignore[arg-type]
     ranks = ids.rank("dense")
     if int(ranks.max()) * (hi - lo + 1) >= 1 << 62:  # type: ignore[arg-type]
         return frame.sort(asset, time)
-    key = (ranks.cast(pl.Int64) - 1) * (hi - lo + 1) + (us - lo)
+    key = (ranks.cast(pl.Int64) - 1) * (hi - lo + 1) + (ticks - lo)
     return frame.with_columns(key.alias("_sort_key")).sort("_sort_key").drop("_sort_key")
 
 

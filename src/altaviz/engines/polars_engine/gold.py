@@ -96,7 +96,7 @@ def _rolling_features(frame: pl.DataFrame, profile: Profile, spec: FeatureSpec, 
     for seconds in {f.seconds for f in spec.rolling}:
         index.plan(seconds)  # built once here, read-only in the threads
     index.grid()  # likewise
-    levels = max((index.plan(w).span_index(frame.height)[0] for w in extreme), default=0)
+    levels = max((index.plan(w).span_index()[0] for w in extreme), default=0)
     scratch: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
     for _ in range(_THREADS):
         scratch.put(np.empty(levels * frame.height, dtype=np.float32))

@@ -99,12 +99,14 @@ class _WindowPlan:
             (np.flatnonzero(gap_c >= m), index.segment_last[seg_j[self.cross][gap_c >= m] + m])
             for m in range(1, int(gap_c.max()) + 1 if gap_c.size else 1)
         ]
+        self.n = len(index.key)
         self._spans: tuple[int, np.ndarray, np.ndarray] | None = None
 
-    def span_index(self, n: int) -> tuple[int, np.ndarray, np.ndarray]:
+    def span_index(self) -> tuple[int, np.ndarray, np.ndarray]:
         """For `window_maxima`: (levels needed, flat positions of the two power-of-two spans covering each
-        window in a table of `n` columns). The same for every sensor, so computed once."""
+        window in a table with one column per row of the frame). The same for every sensor, so computed once."""
         if self._spans is None:
+            n = self.n
             counts = self.rows - self.start + 1
             k = np.frexp(counts)[1].astype(np.int64) - 1  # floor(log2(count)), exact for integers
             base = k * n
@@ -226,9 +228,11 @@ def window_maxima(
     `scratch`: a 1-D buffer of x's dtype to build the table in when it is large enough (a fresh table of
     levels x n values costs more in page faults than in computing it)."""
     n = len(x)
+    if n != len(index.key):
+        raise ValueError(f"window_maxima: expected one value per row of the index ({len(index.key)}), got {n}")
     if n == 0 or len(index.rows) == 0:
         return {w: np.empty(0) for w in windows}
-    spans = {w: index.plan(w).span_index(n) for w in windows}
+    spans = {w: index.plan(w).span_index() for w in windows}
     levels = max(s[0] for s in spans.values())  # spans 1, 2, ..., 2**(levels-1)
     if scratch is not None and scratch.dtype == x.dtype and scratch.size >= levels * n:
         table = scratch[: levels * n].reshape(levels, n)

@@ -1,6 +1,8 @@
 """Fleet RUL on a real (small) simulated lake: ground-truth targets, training + registry, scoring into the real
 PostgreSQL twice gives the same rows."""
 
+import json
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 import torch
 
 from altaviz.lake.pipeline import run_etl
+from altaviz.ml.rul.errors import RulDataError
 from altaviz.ml.rul.fleet import FleetScaler, with_rul
 from altaviz.ml.rul.scoring import score_fleet, train_fleet
 from altaviz.profiles import load_profile
@@ -81,6 +84,35 @@ def test_healthy_side_centring_is_learned_on_training_rows_and_applied_to_new_as
     # without ground truth at fit time (or an older model's saved scaler) every feature is on its median
     assert FleetScaler.fit(new, "compressor_id", ["up"]).quantiles is None
     np.testing.assert_allclose(FleetScaler(["up"], [1.0]).transform(new, "compressor_id")[:, 0], [0, 1, 2, 3, 4])
+
+
+def test_extended_inputs_add_absolute_levels_trends_and_history_by_hand():
+    h = [0, 1, 2, 3, 5]  # asset B has no reading at hour 4
+    t = [START + timedelta(hours=k) for k in h] + [START, START + timedelta(hours=1)]
+    frame = pl.DataFrame(
+        {"compressor_id": ["B"] * 5 + ["C"] * 2, "timestamp": t, "up": [10.0, 12.0, 14.0, 16.0, 20.0, 50.0, 40.0]}
+    )
+    scaler = FleetScaler(["up"], [2.0], None, [10.0], [4.0], [2], True, "timestamp")
+    assert scaler.n_inputs == 4
+    x = scaler.transform(frame, "compressor_id")
+    assert x.shape == (7, 4)
+    np.testing.assert_allclose(x[:, 0], [0, 0.5, 1, 1.5, 3, 0, -2.5])  # x - causal median, / 2
+    np.testing.assert_allclose(x[:, 1], [0, 0.5, 1, 1.5, 2.5, 10, 7.5])  # (x - 10) / 4, no centring
+    # x(t) - x(last row at or before t - 2 h), / 2; the asset's first row while its history is shorter
+    np.testing.assert_allclose(x[:, 2], [0, 1, 2, 2, 2, 0, -5])
+    np.testing.assert_allclose(x[:, 3], np.log1p([0, 1, 2, 3, 5, 0, 1]), rtol=1e-6)  # hours of history
+    np.testing.assert_array_equal(scaler.transform(frame.head(3), "compressor_id"), x[:3])  # causal
+    # fitted: fleet mean / std of the training rows; a saved scaler round-trips through its JSON form
+    train = frame.with_columns(rul_days=pl.Series([40.0, 35.0, 31.0, 5.0, 1.0, 50.0, 50.0]), censored=pl.lit(False))
+    fitted = FleetScaler.fit(train, "compressor_id", ["up"], time_col="timestamp", extended=True)
+    assert fitted.fleet_mean == [pytest.approx(162 / 7)] and fitted.trend_hours == [72, 168]
+    assert fitted.n_inputs == 1 * (1 + 1 + 2) + 1
+    again = FleetScaler(**json.loads(json.dumps(asdict(fitted))))
+    np.testing.assert_array_equal(again.transform(train, "compressor_id"), fitted.transform(train, "compressor_id"))
+    with pytest.raises(RulDataError, match="time column"):
+        FleetScaler.fit(train, "compressor_id", ["up"], extended=True)
+    with pytest.raises(RulDataError, match="expected time column 'timestamp'"):
+        scaler.transform(frame.drop("timestamp"), "compressor_id")
 
 
 def test_train_then_score_twice_is_idempotent(fleet, tmp_path, clean_postgres_url):

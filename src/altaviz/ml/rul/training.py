@@ -31,6 +31,7 @@ class RulConfig:
     val_fraction: float = 0.2
     head_weight: float = 0.3
     threads: int = 2
+    extended_inputs: bool = False  # fleet models: absolute, trend and history inputs beside the centred ones
 
     def check(self) -> None:
         if self.kind not in KINDS:

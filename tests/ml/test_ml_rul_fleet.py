@@ -13,8 +13,10 @@ import pytest
 import torch
 
 from altaviz.lake.pipeline import run_etl
+from altaviz.lake.tables import read_table
 from altaviz.ml.rul.errors import RulDataError
-from altaviz.ml.rul.fleet import FleetScaler, with_rul
+from altaviz.ml.rul.fleet import FleetScaler, feature_columns, hourly, with_rul
+from altaviz.ml.rul.horizons import HorizonModel, OnnxHorizons, buckets
 from altaviz.ml.rul.scoring import score_fleet, train_fleet
 from altaviz.profiles import load_profile
 from altaviz.settings import Settings
@@ -22,6 +24,7 @@ from altaviz.simulate import FaultRates, run_simulation
 
 P = load_profile("compressor")
 START = datetime(2026, 3, 2, tzinfo=UTC)
+END = START + timedelta(days=10 + 30)  # censoring: the simulator records failures up to 30 days past the end
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +116,33 @@ def test_extended_inputs_add_absolute_levels_trends_and_history_by_hand():
         FleetScaler.fit(train, "compressor_id", ["up"], extended=True)
     with pytest.raises(RulDataError, match="expected time column 'timestamp'"):
         scaler.transform(frame.drop("timestamp"), "compressor_id")
+
+
+def test_failure_buckets_by_hand():
+    rul = np.array([0.5, 7.0, 7.5, 14.0, 20.0, 31.0, 3.0, 40.0])
+    censored = np.array([False] * 6 + [True, True])
+    bucket, known = buckets(rul, censored, (7.0, 14.0, 30.0))
+    assert bucket.tolist() == [0, 0, 1, 1, 2, 3, 0, 3]  # (.., 7], (7, 14], (14, 30], beyond
+    assert known.tolist() == [True] * 6 + [False, True]  # a censored bound is known only beyond the last horizon
+
+
+def test_failure_classifier_onnx_matches_sklearn_on_fleet_inputs(fleet, tmp_path):
+    raw, lake = fleet
+    gold = read_table(lake, "gold")
+    features = feature_columns(P)
+    frame = hourly(gold, P.id_column, P.time_column, features)
+    frame = with_rul(frame, pl.read_csv(raw / "events" / "failures.csv"), P.id_column, P.time_column, END)
+    scaler = FleetScaler.fit(frame, P.id_column, features, time_col=P.time_column, extended=True)
+    x = scaler.transform(frame, P.id_column)
+    rul, censored = frame["rul_days"].to_numpy(), frame["censored"].to_numpy()
+    model = HorizonModel.fit(x, rul, censored, (7.0, 14.0, 30.0))
+    expected = model.raw(x)
+    assert np.all(np.diff(expected, axis=1) >= -1e-12)  # P(<= 7) <= P(<= 14) <= P(<= 30)
+    near = (rul <= 7.0) & ~censored
+    assert expected[near, 0].mean() > expected[rul > 30.0, 0].mean() + 0.5  # it learned the 7-day boundary
+    path = model.to_onnx(tmp_path / "h.onnx")
+    served = OnnxHorizons(path, model.payload()["classes"], 3).raw(x)
+    np.testing.assert_allclose(served, expected, atol=1e-5)
 
 
 def test_train_then_score_twice_is_idempotent(fleet, tmp_path, clean_postgres_url):

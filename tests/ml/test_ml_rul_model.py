@@ -1,6 +1,7 @@
 """A small RUL model trained on real C-MAPSS engines: beats the mean-RUL baseline on held-out engines, exports to
 ONNX with outputs equal to PyTorch's, and trains deterministically."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,8 @@ import torch
 from altaviz.ml import metrics
 from altaviz.ml.rul.benchmark import trajectories
 from altaviz.ml.rul.cmapss import ConditionNormaliser, load_subset
-from altaviz.ml.rul.errors import RulConfigError
+from altaviz.ml.rul.errors import RulConfigError, RulDataError
+from altaviz.ml.rul.horizons import ONNX_FILE as HORIZON_ONNX
 from altaviz.ml.rul.serving import OnnxRul, export_onnx, write_calibration
 from altaviz.ml.rul.training import RulConfig, fit_rul, last_window
 
@@ -53,6 +55,31 @@ def test_onnx_matches_pytorch(trained, tmp_path):
     pred_o, prob_o = served.predict(windows)
     assert np.max(np.abs(pred_o - pred_t)) <= 1e-4
     assert np.max(np.abs(prob_o - prob_t)) <= 1e-4
+
+
+def test_boosted_failure_classifier_is_served_from_its_own_onnx_file(tmp_path):
+    torch.set_num_threads(1)
+    sub = load_subset(DATA, "FD001")
+    frame = sub.train.filter(sub.train["unit"] <= 30)
+    norm = ConditionNormaliser.fit(frame)
+    cfg = replace(SMALL, max_epochs=2, failure_model="gbm", horizons=(30.0, 60.0, 90.0))
+    fitted = fit_rul(trajectories(frame, norm, with_rul=True), cfg)
+    windows = np.stack([last_window(t, cfg.window) for t in trajectories(sub.test, norm, with_rul=False)])
+    pred, prob = fitted.predict(windows)
+    assert np.all(np.diff(prob, axis=1) >= 0)
+    truth = sub.test_rul <= 30.0
+    assert prob[truth, 0].mean() > prob[~truth, 0].mean() + 0.3  # it tells engines near their end from the rest
+    onnx_path = export_onnx(fitted, tmp_path / "rul.onnx")
+    fitted.horizon_model.to_onnx(tmp_path / HORIZON_ONNX)
+    served = OnnxRul.load(onnx_path, write_calibration(fitted, tmp_path / "rul.json"))
+    assert served.horizons is not None
+    pred_o, prob_o = served.predict(windows)
+    assert np.max(np.abs(pred_o - pred)) <= 1e-4 and np.max(np.abs(prob_o - prob)) <= 1e-4
+    (tmp_path / HORIZON_ONNX).unlink()
+    with pytest.raises(RulDataError, match="ONNX file beside"):
+        OnnxRul.load(onnx_path, tmp_path / "rul.json")
+    with pytest.raises(RulConfigError, match="failure model"):
+        fit_rul([], RulConfig(failure_model="forest"))
 
 
 def test_training_is_deterministic(trained):

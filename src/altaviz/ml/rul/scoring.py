@@ -23,6 +23,7 @@ from altaviz.ml.rul.fleet import (
     trajectories,
     with_rul,
 )
+from altaviz.ml.rul.horizons import ONNX_FILE as HORIZON_ONNX
 from altaviz.ml.rul.training import FittedRul, RulConfig, Trajectory, fit_rul, last_window, window_ends
 
 FAMILY = "rul"
@@ -40,6 +41,7 @@ FLEET_CONFIG = RulConfig(
     head_weight=1.0,  # the failure heads weigh as much as the RUL error (0.3: F1 7d 0.77 -> 0.86, one dev fleet)
     threads=2,
     extended_inputs=True,  # absolute, trend and history inputs (docs/rul.md)
+    failure_model="gbm",  # P(fail within h) from a boosted classifier on the latest step (horizons.py)
 )
 FAST_CONFIG = replace(FLEET_CONFIG, seeds=(0,), max_epochs=6, patience=3, hidden=16)
 
@@ -134,6 +136,9 @@ def train_fleet_report(settings, *, raw_dir: Path, lake: Path | None = None, fas
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = export_onnx(fitted, Path(tmp) / "rul.onnx")
         meta = write_calibration(fitted, Path(tmp) / "rul_meta.json", {"scaler": asdict(scaler)})
+        extra = {"rul_meta.json": meta}
+        if fitted.horizon_model is not None:
+            extra[HORIZON_ONNX] = fitted.horizon_model.to_onnx(Path(tmp) / HORIZON_ONNX)
         numeric = {k: float(v) for k, v in result.items() if isinstance(v, int | float)}
         params = {k: v for k, v in asdict(cfg).items()} | {"held_out_assets": ",".join(held_ids)}
         version = register_model(
@@ -144,7 +149,7 @@ def train_fleet_report(settings, *, raw_dir: Path, lake: Path | None = None, fas
             metrics=numeric | {"train_seconds": fitted.train_seconds},
             features=scaler.features,
             gold_version=gold_version,
-            extra_files={"rul_meta.json": meta},
+            extra_files=extra,
         )
     return version, result | {"train_seconds": round(fitted.train_seconds, 1)}
 

@@ -52,6 +52,8 @@ def calibration_payload(fitted: FittedRul) -> dict:
         "n_features": fitted.n_features,
         "thresholds": fitted.thresholds,
         "isotonic": [{"x": c.X_thresholds_.tolist(), "y": c.y_thresholds_.tolist()} for c in fitted.calibrators],
+        # failure probabilities from a boosted classifier in its own ONNX file beside this one (horizons.py)
+        "horizon_model": None if fitted.horizon_model is None else fitted.horizon_model.payload(),
     }
 
 
@@ -67,16 +69,29 @@ class OnnxRul:
 
     session: object
     meta: dict
+    horizons: object | None = None  # horizons.OnnxHorizons when the model has a boosted failure classifier
 
     @classmethod
     def load(cls, onnx_path: Path, meta_path: Path) -> OnnxRul:
         import onnxruntime as ort
 
+        from altaviz.ml.rul.horizons import OnnxHorizons
+
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
         session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-        return cls(session, json.loads(Path(meta_path).read_text()))
+        meta = json.loads(Path(meta_path).read_text())
+        spec = meta.get("horizon_model")
+        horizons = None
+        if spec:
+            path = Path(meta_path).parent / spec["file"]
+            if not path.is_file():
+                raise RulDataError(
+                    f"RUL failure classifier {path}: expected the ONNX file beside {meta_path}, got none"
+                )
+            horizons = OnnxHorizons(path, spec["classes"], len(meta["horizons"]))
+        return cls(session, meta, horizons)
 
     def raw(self, windows: np.ndarray) -> np.ndarray:
         w = np.ascontiguousarray(windows, dtype=np.float32)
@@ -87,8 +102,9 @@ class OnnxRul:
 
     def predict(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = self.raw(windows)
+        raw_prob = out[:, 1:] if self.horizons is None else self.horizons.raw(windows[:, -1, :])
         cols = [
-            np.clip(np.interp(out[:, i + 1], iso["x"], iso["y"]), 0.0, 1.0)
+            np.clip(np.interp(raw_prob[:, i], iso["x"], iso["y"]), 0.0, 1.0)
             for i, iso in enumerate(self.meta["isotonic"])
         ]
         return out[:, 0], np.maximum.accumulate(np.stack(cols, axis=1), axis=1)

@@ -14,6 +14,8 @@ from torch import nn
 from altaviz.ml.rul.errors import RulConfigError, RulDataError
 from altaviz.ml.rul.network import KINDS, Ensemble, build_network
 
+FAILURE_MODELS = ("network", "gbm")
+
 
 @dataclass(frozen=True)
 class RulConfig:
@@ -32,10 +34,13 @@ class RulConfig:
     head_weight: float = 0.3
     threads: int = 2
     extended_inputs: bool = False  # fleet models: absolute, trend and history inputs beside the centred ones
+    failure_model: str = "network"  # P(rul <= h) from the network's heads, or "gbm": a boosted classifier (horizons.py)
 
     def check(self) -> None:
         if self.kind not in KINDS:
             raise RulConfigError(f"RUL model kind: expected one of {KINDS}, got {self.kind!r}")
+        if self.failure_model not in FAILURE_MODELS:
+            raise RulConfigError(f"RUL failure model: expected one of {FAILURE_MODELS}, got {self.failure_model!r}")
         if self.window < 2 or self.cap <= 0 or not self.seeds or self.max_epochs < 1:
             raise RulConfigError(
                 f"RUL config: expected window >= 2, cap > 0, >= 1 seed and epoch, got window={self.window} "
@@ -94,6 +99,7 @@ class FittedRul:
     train_seconds: float = 0.0
     thresholds: list[float] = field(default_factory=list)  # per horizon: the F1-best cut on validation
     train_cpu_seconds: float = 0.0  # CPU time of this process (all threads): a load-independent cost measure
+    horizon_model: object | None = None  # a horizons.HorizonModel when config.failure_model == "gbm"
 
     def raw(self, windows: np.ndarray) -> np.ndarray:
         """Ensemble output [rul, raw P(rul <= h)...] for a (batch, window, features) array."""
@@ -103,7 +109,8 @@ class FittedRul:
 
     def predict(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = self.raw(windows)
-        return out[:, 0], calibrate(self.calibrators, out[:, 1:])
+        raw_prob = out[:, 1:] if self.horizon_model is None else self.horizon_model.raw(windows[:, -1, :])
+        return out[:, 0], calibrate(self.calibrators, raw_prob)
 
 
 def calibrate(calibrators: list[IsotonicRegression], raw_prob: np.ndarray) -> np.ndarray:
@@ -181,7 +188,7 @@ def fit_rul(trajs: list[Trajectory], cfg: RulConfig) -> FittedRul:
     x, rul, groups, censored = stack_training(trajs, cfg.window)
     targets = _targets(rul, censored, cfg)
     labels, l_known = targets[2], targets[3]
-    members, history, val_probs, val_labels, val_known = [], [], [], [], []
+    members, history, val_probs, val_labels, val_known, val_masks = [], [], [], [], [], []
     for seed in cfg.seeds:
         net, val, hist = _fit_member(cfg, seed, x, targets, groups)
         members.append(net)
@@ -191,13 +198,22 @@ def fit_rul(trajs: list[Trajectory], cfg: RulConfig) -> FittedRul:
             val_probs.append(torch.sigmoid(net(torch.from_numpy(x[val]))[:, 1:]).numpy())
         val_labels.append(labels[val])
         val_known.append(l_known[val] > 0)
+        val_masks.append(val)
     probs, labs, known = np.concatenate(val_probs), np.concatenate(val_labels), np.concatenate(val_known)
+    horizon_model = None
+    if cfg.failure_model == "gbm":  # fitted beside the first member's validation assets, calibrated on them
+        from altaviz.ml.rul.horizons import HorizonModel
+
+        val = val_masks[0]
+        horizon_model = HorizonModel.fit(x[~val, -1, :], rul[~val], censored[~val], cfg.horizons, seed=cfg.seeds[0])
+        probs, labs, known = horizon_model.raw(x[val, -1, :]), labels[val], l_known[val] > 0
     calibrators = [_calibrator(probs[known[:, i], i], labs[known[:, i], i]) for i in range(len(cfg.horizons))]
     calibrated = calibrate(calibrators, probs)
     thresholds = [best_f1_threshold(labs[known[:, i], i], calibrated[known[:, i], i]) for i in range(len(calibrators))]
     ensemble = Ensemble(members, cfg.cap).eval()
     fitted = FittedRul(cfg, ensemble, calibrators, x.shape[2], history, time.perf_counter() - started, thresholds)
     fitted.train_cpu_seconds = time.process_time() - cpu_started
+    fitted.horizon_model = horizon_model
     return fitted
 
 

@@ -244,15 +244,12 @@ class OnnxAnomalyScorer:
     """Scores frames with an exported detector in ONNX Runtime (no scikit-learn needed)."""
 
     def __init__(self, path: Path) -> None:
-        import onnxruntime as ort
+        from altaviz.ml.onnx_session import cpu_session
 
         path = Path(path)
         if not path.is_file():
             raise DetectorError(f"ONNX model {path}: expected an existing file, got none")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(path)
         props = self.session.get_modelmeta().custom_metadata_map
         if _META_KEY not in props:
             raise DetectorError(f"ONNX model {path}: expected altaviz anomaly metadata, got a model without it")

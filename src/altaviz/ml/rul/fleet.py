@@ -177,35 +177,33 @@ class FleetScaler:
         """`frame` sorted by asset, then time (as `hourly` returns it) -> (rows, n_inputs) float32."""
         centred = self._centre(frame, id_col, self.features, self.quantiles, causal=True)
         parts = [centred.select(self.features).to_numpy().astype(np.float64) / np.asarray(self.scale)]
+        x = frame.select(self.features).to_numpy().astype(np.float64)
         if self.fleet_mean is not None:
-            x = frame.select(self.features).to_numpy().astype(np.float64)
             parts.append((x - np.asarray(self.fleet_mean)) / np.asarray(self.fleet_std))
         if self.trend_hours or self.history:
             if self.time_column is None or self.time_column not in frame.columns:
                 raise RulDataError(f"fleet scaler: expected time column {self.time_column!r} in the frame, got none")
-            for hours in self.trend_hours or ():
-                parts.append(self._trend(frame, id_col, hours))
+            if self.trend_hours:
+                first = frame.select([pl.col(c).first().over(id_col) for c in self.features]).to_numpy()
+                first = first.astype(np.float64)
+                for hours in self.trend_hours:
+                    parts.append((x - self._past(frame, id_col, hours, first)) / np.asarray(self.scale))
             if self.history:
                 t = pl.col(self.time_column)
                 age = frame.select(((t - t.min().over(id_col)).dt.total_seconds() / 3600.0).log1p()).to_numpy()
                 parts.append(age.astype(np.float64))
-        x = np.hstack(parts)
-        return np.clip(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), -20, 20).astype(np.float32)
+        out = np.hstack(parts)
+        return np.clip(np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0), -20, 20).astype(np.float32)
 
-    def _trend(self, frame: pl.DataFrame, id_col: str, hours: int) -> np.ndarray:
-        """(x(t) - x(t')) / scale, t' = the asset's last row at or before t - hours (its first row when its
+    def _past(self, frame: pl.DataFrame, id_col: str, hours: int, first: np.ndarray) -> np.ndarray:
+        """Features at t' = the asset's last row at or before t - hours (`first`, the asset's first row, while its
         history is shorter)."""
         t = self.time_column
-        past = frame.select(
-            pl.col(id_col), (pl.col(t) + pl.duration(hours=hours)).alias("_at"), *[pl.col(c) for c in self.features]
-        )
+        past = frame.select(pl.col(id_col), (pl.col(t) + pl.duration(hours=hours)).alias("_at"), *self.features)
         keyed = frame.select(pl.col(id_col), pl.col(t))
         then = keyed.join_asof(past, left_on=t, right_on="_at", by=id_col, strategy="backward", check_sortedness=False)
         before = then.select(self.features).to_numpy().astype(np.float64)  # null (no row that old) -> NaN
-        start = frame.select([pl.col(c).first().over(id_col) for c in self.features]).to_numpy().astype(np.float64)
-        before = np.where(np.isnan(before), start, before)
-        now = frame.select(self.features).to_numpy().astype(np.float64)
-        return (now - before) / np.asarray(self.scale)
+        return np.where(np.isnan(before), first, before)
 
 
 def _spread(std: tuple) -> list[float]:

@@ -107,12 +107,9 @@ class OnnxHorizons:
     """ONNX Runtime twin of `HorizonModel.raw`."""
 
     def __init__(self, path: Path, classes: list[int], n_horizons: int) -> None:
-        import onnxruntime as ort
+        from altaviz.ml.onnx_session import cpu_session
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(path)
         self.classes, self.n_horizons = classes, n_horizons
         self.output = [o.name for o in self.session.get_outputs() if o.name != "label"][0]
 

@@ -73,14 +73,10 @@ class OnnxRul:
 
     @classmethod
     def load(cls, onnx_path: Path, meta_path: Path) -> OnnxRul:
-        import onnxruntime as ort
-
+        from altaviz.ml.onnx_session import cpu_session
         from altaviz.ml.rul.horizons import OnnxHorizons
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        session = cpu_session(onnx_path)
         meta = json.loads(Path(meta_path).read_text())
         spec = meta.get("horizon_model")
         horizons = None

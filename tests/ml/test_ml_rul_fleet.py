@@ -15,7 +15,15 @@ import torch
 from altaviz.lake.pipeline import run_etl
 from altaviz.lake.tables import read_table
 from altaviz.ml.rul.errors import RulDataError
-from altaviz.ml.rul.fleet import FleetScaler, feature_columns, hourly, with_rul
+from altaviz.ml.rul.fleet import (
+    FleetScaler,
+    feature_columns,
+    fit_residuals,
+    hourly,
+    residual_groups,
+    with_residuals,
+    with_rul,
+)
 from altaviz.ml.rul.horizons import HorizonModel, OnnxHorizons, buckets
 from altaviz.ml.rul.scoring import score_fleet, train_fleet
 from altaviz.profiles import load_profile
@@ -116,6 +124,45 @@ def test_extended_inputs_add_absolute_levels_trends_and_history_by_hand():
         FleetScaler.fit(train, "compressor_id", ["up"], extended=True)
     with pytest.raises(RulDataError, match="expected time column 'timestamp'"):
         scaler.transform(frame.drop("timestamp"), "compressor_id")
+
+
+def test_residual_inputs_are_fitted_on_healthy_rows_and_computed_first_by_hand():
+    # healthy rows (rul > 30 or censored) follow a = 2 b + 1 and b = (a - 1) / 2 exactly; the row 5 days before the
+    # failure breaks it (a drifts up with b unchanged) and must not move the fitted lines
+    train = pl.DataFrame(
+        {
+            "compressor_id": ["A"] * 5,
+            "rul_days": [50.0, 40.0, 35.0, 31.0, 5.0],
+            "censored": [False, False, False, True, False],
+            "a": [3.0, 5.0, 7.0, 9.0, 30.0],
+            "b": [1.0, 2.0, 3.0, 4.0, 4.0],
+        }
+    )
+    residuals = fit_residuals(train, [["a", "b"]])
+    assert [r["name"] for r in residuals] == ["a_resid", "b_resid"]
+    assert residuals[0]["inputs"] == ["b"] and residuals[0]["coef"] == [pytest.approx(2.0)]
+    assert residuals[0]["intercept"] == pytest.approx(1.0)
+    assert residuals[1]["coef"] == [pytest.approx(0.5)] and residuals[1]["intercept"] == pytest.approx(-0.5)
+    out = with_residuals(train, residuals)
+    np.testing.assert_allclose(out["a_resid"], [0, 0, 0, 0, 21], atol=1e-9)  # 30 - (2 * 4 + 1)
+    np.testing.assert_allclose(out["b_resid"], [0, 0, 0, 0, 4 - 14.5], atol=1e-9)  # 4 - (30 - 1) / 2
+    # fitted into the scaler: the residuals become features (centred, scaled like any other) and are computed
+    # from the raw columns at transform time, also after a JSON round trip (serving reads only a and b)
+    scaler = FleetScaler.fit(train, "compressor_id", ["a", "b"], healthy_q=None, residual_groups=[["a", "b"]])
+    assert scaler.features == ["a", "b", "a_resid", "b_resid"] and scaler.n_inputs == 4
+    served = FleetScaler(**json.loads(json.dumps(asdict(scaler))))
+    x = served.transform(train.select("compressor_id", "a", "b"), "compressor_id")
+    # a_resid minus its causal median (0 on every row), over its fleet-wide spread
+    np.testing.assert_allclose(x[:, 2], [0, 0, 0, 0, 21 / scaler.scale[2]], atol=1e-6)
+    np.testing.assert_array_equal(x, scaler.transform(train, "compressor_id"))
+    # too few healthy rows for a fit: every row (here the drifting one pulls the line: a = 12.5 b - 30.5)
+    few = fit_residuals(train.tail(3), [["a", "b"]])
+    assert few[0]["coef"] == [pytest.approx(12.5)] and few[0]["intercept"] == pytest.approx(-30.5)
+    with pytest.raises(RulDataError, match="expected more than 2 rows"):
+        fit_residuals(train.head(2), [["a", "b"]])
+    # the groups come from the profile's feature spec: the 4 h and the 24 h means of every sensor
+    groups = residual_groups(P)
+    assert groups == [[f"{s}_{w}_mean" for s in P.sensor_names] for w in ("4h", "24h")]
 
 
 def test_failure_buckets_by_hand():

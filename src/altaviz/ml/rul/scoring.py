@@ -19,6 +19,7 @@ from altaviz.ml.rul.fleet import (
     censor_time,
     feature_columns,
     hourly,
+    residual_groups,
     split_assets,
     trajectories,
     with_rul,
@@ -41,6 +42,7 @@ FLEET_CONFIG = RulConfig(
     head_weight=1.0,  # the failure heads weigh as much as the RUL error (0.3: F1 7d 0.77 -> 0.86, one dev fleet)
     threads=2,
     extended_inputs=True,  # absolute, trend and history inputs (docs/rul.md)
+    residual_inputs=True,  # cross-sensor residuals of the 4 h / 24 h means (fleet.fit_residuals; docs/rul.md)
     failure_model="gbm",  # P(fail within h) from a boosted classifier on the latest step (horizons.py)
 )
 FAST_CONFIG = replace(FLEET_CONFIG, seeds=(0,), max_epochs=6, patience=3, hidden=16)
@@ -100,7 +102,10 @@ def prepare(settings, raw_dir: Path, lake: Path | None, cfg: RulConfig):
     train_ids, held_ids = split_assets(frame[id_col].unique().to_list(), 0.25)
     train_rows = frame.filter(pl.col(id_col).is_in(train_ids))
     features = [c for c in frame.columns if c not in (id_col, time_col, "rul_days", "censored", "degrading")]
-    scaler = FleetScaler.fit(train_rows, id_col, features, time_col=time_col, extended=cfg.extended_inputs)
+    groups = residual_groups(profile) if cfg.residual_inputs else None
+    scaler = FleetScaler.fit(
+        train_rows, id_col, features, time_col=time_col, extended=cfg.extended_inputs, residual_groups=groups
+    )
     held_rows = frame.filter(pl.col(id_col).is_in(held_ids))
     train = trajectories(train_rows, scaler.transform(train_rows, id_col), id_col)
     held = trajectories(held_rows, scaler.transform(held_rows, id_col), id_col)

@@ -34,6 +34,7 @@ class RulConfig:
     head_weight: float = 0.3
     threads: int = 2
     extended_inputs: bool = False  # fleet models: absolute, trend and history inputs beside the centred ones
+    residual_inputs: bool = False  # fleet only: cross-sensor residual features (fleet.fit_residuals)
     failure_model: str = "network"  # P(rul <= h) from the network's heads, or "gbm": a boosted classifier (horizons.py)
 
     def check(self) -> None:

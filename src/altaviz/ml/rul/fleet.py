@@ -88,6 +88,7 @@ def with_rul(frame: pl.DataFrame, failures: pl.DataFrame, id_col: str, time_col:
 
 HEALTHY_Q = 0.25  # per-asset quantile on the healthy side of each failure-sensitive feature
 MIN_EFFECT = 0.2  # |standardised shift| near failure below which a feature keeps the median centre
+FAR_DAYS = 30.0  # a row this far from its next failure counts as healthy (a censored row: its lower bound)
 
 
 TREND_HOURS = (72, 168)  # trend inputs: how much each feature moved over the last 3 and 7 days
@@ -106,13 +107,13 @@ def residual_groups(profile) -> list[list[str]]:
 
 def fit_residuals(frame: pl.DataFrame, groups: list[list[str]]) -> list[dict]:
     """Per feature of each group, a least-squares line predicting it from the other features of its group, fitted
-    on healthy rows (more than 30 days from a failure, when the frame has rul_days / censored and enough such
+    on healthy rows (more than FAR_DAYS from a failure, when the frame has rul_days / censored and enough such
     rows; else every row).
     A unit whose discharge temperature creeps with an unchanged pressure ratio, load and flow (a fouling cooler)
     shows it in its residual, from its first row, whatever the centre of its history."""
     healthy = frame
     if {"rul_days", "censored"} <= set(frame.columns):
-        healthy = frame.filter(pl.col("censored") | (pl.col("rul_days") > 30.0))
+        healthy = frame.filter(_far_from_failure())
     out = []
     for group in groups:
         h = healthy.select(group).drop_nulls().to_numpy().astype(np.float64)
@@ -273,6 +274,12 @@ class FleetScaler:
         return np.where(np.isnan(before), first, before)
 
 
+def _far_from_failure() -> pl.Expr:
+    """Rows more than FAR_DAYS before their next failure; censored rows count by their lower bound (the simulator
+    records failures up to 30 days past the window, so every censored bound is at least that)."""
+    return pl.col("rul_days") > FAR_DAYS
+
+
 def _spread(std: tuple) -> list[float]:
     return [float(s) if s and s > 1e-9 else 1.0 for s in std]
 
@@ -285,7 +292,7 @@ def healthy_quantiles(
     from a failure, in units of its standard deviation (training rows only)."""
     centred = FleetScaler._centre(frame, id_col, features)
     near = (~pl.col("censored")) & (pl.col("rul_days") <= 7.0)
-    far = pl.col("rul_days") > 30.0  # censored rows count: their lower bound already exceeds 30 days
+    far = _far_from_failure()
     stats = centred.select(
         *[pl.col(c).filter(near).mean().alias(f"n{i}") for i, c in enumerate(features)],
         *[pl.col(c).filter(far).mean().alias(f"f{i}") for i, c in enumerate(features)],

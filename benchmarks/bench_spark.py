@@ -54,6 +54,19 @@ def _differences(a: pl.DataFrame, b: pl.DataFrame, keys: list[str], tolerances: 
     return out
 
 
+def common_fields(bronze_rows: int, p_report, polars_s: float, spark_s: float, session_s: float) -> dict:
+    """The fields every engine comparison prints (this script and bench_spark_jvm.py)."""
+    return {
+        "bronze_rows": bronze_rows,
+        "silver_rows": p_report.silver_rows,
+        "gold_rows": p_report.gold_rows,
+        "polars_s": round(polars_s, 2),
+        "spark_s": round(spark_s, 2),
+        "spark_session_start_s": round(session_s, 2),
+        "ratio": round(spark_s / polars_s, 2),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="raw directory (simulator layout)")
@@ -112,13 +125,7 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "spark_vs_polars_silver_gold",
-                "bronze_rows": bronze_rows,
-                "silver_rows": p_report.silver_rows,
-                "gold_rows": p_report.gold_rows,
-                "polars_s": round(polars_s, 2),
-                "spark_s": round(spark_s, 2),
-                "spark_session_start_s": round(session_s, 2),
-                "ratio": round(spark_s / polars_s, 2),
+                **common_fields(bronze_rows, p_report, polars_s, spark_s, session_s),
                 "spark_stages_s": {k: round(v, 2) for k, v in s_report.seconds.items()},
                 "polars_stages_s": {k: round(v, 2) for k, v in p_report.seconds.items()},
                 "identical": not differences and metrics_equal,

@@ -54,13 +54,14 @@ def main() -> None:
         ingest(args.data, base, profile)
     metadata = load_metadata(args.data, base, profile)
     shutil.copytree(base, polars_lake)
-    dates = sorted(rows_per_date(base / BRONZE))
+    counts = rows_per_date(base / BRONZE)
+    dates = sorted(counts)
     bronze_pq = work / "bronze_parquet"
     if not bronze_pq.exists():
         bronze_pq.mkdir(parents=True)
         for d in dates:  # one file per date: the JVM reads them in parallel
             read_dates(base / BRONZE, [d]).write_parquet(bronze_pq / f"{d}.parquet")
-    bronze_rows = sum(rows_per_date(base / BRONZE).values())
+    bronze_rows = sum(counts.values())
 
     t0 = time.perf_counter()
     p_report = run_etl(None, polars_lake, profile, skip_bronze=True)

@@ -90,10 +90,11 @@ SparkConnectServer("127.0.0.1", int(sys.argv[1])).start(background=False)
 """
 
 
-# Defaults for the embedded server (the environment overrides them). Rows per batch: Sail's default 8192 spends
-# more per row in the gold plan's many window operators; 65536 took gold from 25.1-26.6 s to 21.3-22.7 s on 1.5 M
-# rows (2 runs each; 262144: 23.5 s, 1048576: 26.9 s), results identical.
-SAIL_ENV = {"SAIL_EXECUTION__BATCH_SIZE": "65536"}
+# Defaults for the embedded server's environment (the caller's environment overrides them): errors-only logging,
+# and rows per batch: Sail's default 8192 spends more per row in the gold plan's many window operators; 65536 took
+# gold from 25.1-26.6 s to 21.3-22.7 s on 1.5 M rows (2 runs each; 262144: 23.5 s, 1048576: 26.9 s), results
+# identical.
+SAIL_ENV = {"RUST_LOG": "error", "SAIL_EXECUTION__BATCH_SIZE": "65536"}
 
 
 def _free_port() -> int:
@@ -126,7 +127,7 @@ def sail_address() -> str:
             except ImportError as exc:
                 raise SparkSessionError(f"embedded Spark engine: pysail is not installed ({exc})") from exc
             port = _free_port()
-            env = {**SAIL_ENV, **os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "error")}
+            env = {**SAIL_ENV, **os.environ}
             proc = subprocess.Popen(  # noqa: S603 - our own interpreter and a fixed script
                 [sys.executable, "-c", _SERVER, str(port), SAIL_PYSPARK_VERSION],
                 env=env,

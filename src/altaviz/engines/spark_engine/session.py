@@ -93,8 +93,13 @@ SparkConnectServer("127.0.0.1", int(sys.argv[1])).start(background=False)
 # Defaults for the embedded server's environment (the caller's environment overrides them): errors-only logging,
 # and rows per batch: Sail's default 8192 spends more per row in the gold plan's many window operators; 65536 took
 # gold from 25.1-26.6 s to 21.3-22.7 s on 1.5 M rows (2 runs each; 262144: 23.5 s, 1048576: 26.9 s), results
-# identical.
-SAIL_ENV = {"RUST_LOG": "error", "SAIL_EXECUTION__BATCH_SIZE": "65536"}
+# identical. Parquet (staging and Delta files) in snappy, as the Polars engine and Spark write it, instead of Sail's
+# zstd(3): cheaper to write and read back (docs/spark.md).
+SAIL_ENV = {
+    "RUST_LOG": "error",
+    "SAIL_EXECUTION__BATCH_SIZE": "65536",
+    "SAIL_PARQUET__COMPRESSION": "snappy",
+}
 
 
 def _free_port() -> int:

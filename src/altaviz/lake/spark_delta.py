@@ -25,6 +25,12 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 
+# Rows per batch handed to the Delta writer (Sail's `write_batch_size` option; Spark's Delta writer ignores options
+# it does not know). Sail's default made its Delta writes about twice as slow as its plain Parquet writes: the
+# 4.5 M-row gold table (80 columns) took 16.9 / 20.4 s to write, 8.8 / 9.8 s with 65,536.
+DELTA_WRITE_BATCH_ROWS = 65_536
+
+
 def table_schema(path: Path) -> pl.Schema | None:
     """The Polars schema of an existing Delta table (None when there is no table)."""
     if not DeltaTable.is_deltatable(str(path)):
@@ -56,7 +62,7 @@ def write_dates(
         raise SparkSchemaError(f"{what}: existing table schema differs, refusing to write ({'; '.join(diff)})")
     wanted = sorted(set(dates))
     frame = frame.filter(F.col(partition_by).isin(wanted))
-    writer = frame.write.format("delta").partitionBy(partition_by)
+    writer = frame.write.format("delta").partitionBy(partition_by).option("write_batch_size", DELTA_WRITE_BATCH_ROWS)
     if existing is None:
         Path(path).mkdir(parents=True, exist_ok=True)
         writer.mode("append").save(str(path))

@@ -74,8 +74,9 @@ def _moment(profile: Profile, sensor: str, moment: str) -> Column:
 
 
 def _prefix(profile: Profile, sensor: str, moment: str) -> Column:
-    """P: the day's prefix sum up to and including the row (E + x, the same addition a running sum makes)."""
-    return F.coalesce(F.col(f"_E{moment}:{sensor}"), F.lit(0.0)) + _moment(profile, sensor, moment)
+    """P: the day's prefix sum up to and including the row (E + x, the same addition a running sum makes; E is
+    0, not null, at the day's first row)."""
+    return F.col(f"_E{moment}:{sensor}") + _moment(profile, sensor, moment)
 
 
 def _window_sum(profile: Profile, moment: str, sensor: str, seconds: int) -> Column:
@@ -84,9 +85,9 @@ def _window_sum(profile: Profile, moment: str, sensor: str, seconds: int) -> Col
     day (T[j] - E[j]), then every whole day in between, then P[i]. E = prefix before the row within its day (0 at
     the day's first row), P = E + x, T-d = the total of the asset's d-th previous day with readings."""
     at = f"@{seconds}"
-    p_i = _prefix(profile, sensor, moment)
-    e_j = F.coalesce(F.col(f"_E{moment}:{sensor}{at}"), F.lit(0.0))
-    back = F.col("_q") - F.col(f"_q{at}")
+    p_i = F.col(f"_P{moment}:{sensor}")  # computed once per row before the features (`_with_prefixes`)
+    e_j = F.col(f"_E{moment}:{sensor}{at}")  # the window's first row always exists: never null
+    back = F.col(f"_back{at}")
     out = F.when(back == F.lit(0), p_i - e_j)
     for b in range(1, _days_back(seconds) + 1):
         across = F.col(f"_T{moment}-{b}:{sensor}") - e_j
@@ -229,7 +230,8 @@ def _prepare(silver: DataFrame, profile: Profile, spec: FeatureSpec, plan: _Plan
     running = by.rowsBetween(Window.unboundedPreceding, 0)
     cols = ["*"]
     for s in plan.moments:
-        cols += [F.sum(f"_x{k}:{s}").over(day).alias(f"_E{k}:{s}") for k in "12"]
+        # null at the day's first row (empty frame): stored as 0 once here rather than coalesced in every feature
+        cols += [F.coalesce(F.sum(f"_x{k}:{s}").over(day), F.lit(0.0)).alias(f"_E{k}:{s}") for k in "12"]
     for s in plan.changes:  # the window holds one value iff the row before its run lies outside the window
         x, prev = F.col(s), F.col(f"_lag:{s}")
         changed = x.isNull() | prev.isNull() | (x != prev)
@@ -305,6 +307,10 @@ def build_features(
         first = F.col(W.start_column(seconds)) + F.lit(1)
         fetched = W.fetch(fetched, rows, aid, first, {c: f"{c}@{seconds}" for c in cols})
     main = _join(own, fetched.drop(*keys[2:]), {aid: aid, W.R: W.R})
+    if plan.moments:  # read by several features each: one projection first, so each is computed once per row
+        prefixes = [_prefix(profile, s, k).alias(f"_P{k}:{s}") for s in plan.moments for k in "12"]
+        backs = [(F.col("_q") - F.col(f"_q@{w}")).alias(f"_back@{w}") for w in plan.lengths]
+        main = main.select("*", *prefixes, *backs)
 
     features = []
     for f in spec.rolling:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 US = W.US
 DAY = 86_400
+EPOCH = date(1970, 1, 1)
 INF, NAN = float("inf"), float("nan")
 
 
@@ -83,16 +84,17 @@ def _window_sum(profile: Profile, moment: str, sensor: str, seconds: int) -> Col
     """Sum of a centred moment over (t - w, t], in the Polars engine's order of additions
     (`polars_engine.windows.window_sums`): same day: P[i] - E[j]; from b days back: the rest of the first row's
     day (T[j] - E[j]), then every whole day in between, then P[i]. E = prefix before the row within its day (0 at
-    the day's first row), P = E + x, T-d = the total of the asset's d-th previous day with readings."""
+    the day's first row), P = E + x, T-d = the total of the day d calendar days before the row's day."""
     at = f"@{seconds}"
-    p_i = F.col(f"_P{moment}:{sensor}")  # computed once per row before the features (`_with_prefixes`)
+    p_i = F.col(f"_P{moment}:{sensor}")  # computed once per row before the features (build_features)
     e_j = F.col(f"_E{moment}:{sensor}{at}")  # the window's first row always exists: never null
     back = F.col(f"_back{at}")
     out = F.when(back == F.lit(0), p_i - e_j)
     for b in range(1, _days_back(seconds) + 1):
         across = F.col(f"_T{moment}-{b}:{sensor}") - e_j
-        for m in range(1, b):
-            across = across + F.col(f"_T{moment}-{b - m}:{sensor}")
+        for m in range(1, b):  # the days in between, oldest first; a day without readings adds nothing
+            between = F.col(f"_T{moment}-{b - m}:{sensor}")
+            across = F.when(between.isNull(), across).otherwise(across + between)
         out = out.when(back == F.lit(b), across + p_i)
     return out
 
@@ -209,15 +211,15 @@ class _Plan:
 
 
 def _prepare(silver: DataFrame, profile: Profile, spec: FeatureSpec, plan: _Plan) -> DataFrame:
-    """Two selects: row index, centred values, previous values, bucket; then the per-day prefix sums and the
-    start of each sensor's run of equal values (the only running aggregates; everything else is row-local or a
-    join)."""
+    """Row index, calendar day number, centred values, previous values, bucket; then the start of each sensor's
+    run of equal values; then the per-day prefix sums (the only running aggregates; everything else is row-local
+    or a join). In this order the rows are sorted twice: by (asset, time), then by (asset, day, time)."""
     aid = profile.id_column
     by = W.by_asset(aid)
     frame = silver.select("*", F.unix_micros(F.col(profile.time_column)).alias(W.T_US))
     cols: list[Column | str] = ["*", F.row_number().over(by).cast("long").alias(W.R)]
-    if plan.moments:  # day index per asset
-        cols.append(F.dense_rank().over(Window.partitionBy(aid).orderBy("date")).cast("long").alias("_q"))
+    if plan.moments:  # a window's first row lies _q - _q@w calendar days back (a row-local value, not a rank)
+        cols.append(F.datediff(F.col("date"), F.lit(EPOCH)).cast("long").alias("_q"))
     cols += [_moment(profile, s, k).alias(f"_x{k}:{s}") for s in plan.moments for k in "12"]
     cols += [F.lag(s).over(by).alias(f"_lag:{s}") for s in plan.lagged]
     if plan.rated or plan.changes:
@@ -226,12 +228,8 @@ def _prepare(silver: DataFrame, profile: Profile, spec: FeatureSpec, plan: _Plan
         g = F.lit(plan.bucket * US)
         cols.append(((F.col(W.T_US) - F.pmod(F.col(W.T_US), g)) / g).cast("long").alias("_bucket"))
     frame = frame.select(*cols)
-    day = Window.partitionBy(aid, "date").orderBy(W.T_US).rowsBetween(Window.unboundedPreceding, -1)
     running = by.rowsBetween(Window.unboundedPreceding, 0)
-    cols = ["*"]
-    for s in plan.moments:
-        # null at the day's first row (empty frame): stored as 0 once here rather than coalesced in every feature
-        cols += [F.coalesce(F.sum(f"_x{k}:{s}").over(day), F.lit(0.0)).alias(f"_E{k}:{s}") for k in "12"]
+    cols = []
     for s in plan.changes:  # the window holds one value iff the row before its run lies outside the window
         x, prev = F.col(s), F.col(f"_lag:{s}")
         changed = x.isNull() | prev.isNull() | (x != prev)
@@ -243,27 +241,36 @@ def _prepare(silver: DataFrame, profile: Profile, spec: FeatureSpec, plan: _Plan
             for f in spec.rolling
             if f.stat in ("max", "min")
         ]
+    if cols:  # same partitioning and order as the first select: no second sort
+        frame = frame.select("*", *cols)
+    day = Window.partitionBy(aid, "date").orderBy(W.T_US).rowsBetween(Window.unboundedPreceding, -1)
+    # null at the day's first row (empty frame): stored as 0 once here rather than coalesced in every feature
+    cols = [
+        F.coalesce(F.sum(f"_x{k}:{s}").over(day), F.lit(0.0)).alias(f"_E{k}:{s}") for s in plan.moments for k in "12"
+    ]
+    if cols:
+        frame = frame.select("*", *cols)
     # the centred values are cheap to recompute; previous values are read only for rates
     unused = [f"_x{k}:{s}" for s in plan.moments for k in "12"]
     unused += [f"_lag:{s}" for s in plan.lagged if s not in plan.rated]
-    return frame.select(*cols).drop(*unused)
+    return frame.drop(*unused)
 
 
 def _day_totals(rows: DataFrame, profile: Profile, plan: _Plan) -> DataFrame:
-    """(aid, date, _T{k}-{d}:{s}): the prefix sums at the last row of the asset's d-th previous day with readings,
-    d = 1 .. days_back (a window's first row lies at most that many days back)."""
+    """(aid, date, _T{k}-{d}:{s}): the prefix sums at the last row of the asset's day `date - d` (null when that
+    day has no readings), d = 1 .. days_back calendar days (a window's first row lies at most that far back)."""
     aid = profile.id_column
     last = rows.groupBy(aid, "date").agg(F.max(W.R).alias("_last"))
+    names = [f"_T{k}:{s}" for s in plan.moments for k in "12"]
     totals = [_prefix(profile, s, k).alias(f"_T{k}:{s}") for s in plan.moments for k in "12"]
-    out = _join(last, rows.select(aid, W.R, *totals), {aid: aid, "_last": W.R})
-    order = Window.partitionBy(aid).orderBy("date")
-    lags = [
-        F.lag(f"_T{k}:{s}", d).over(order).alias(f"_T{k}-{d}:{s}")
-        for d in range(1, plan.days_back + 1)
-        for s in plan.moments
-        for k in "12"
-    ]
-    return out.select(aid, "date", *lags)
+    days = _join(last, rows.select(aid, W.R, *totals), {aid: aid, "_last": W.R})
+    out = days.select(aid, "date")
+    for d in range(1, plan.days_back + 1):
+        shifted = days.select(
+            aid, F.date_add("date", d).alias("date"), *[F.col(n).alias(n.replace(":", f"-{d}:")) for n in names]
+        )
+        out = _join(out, shifted, {aid: aid, "date": "date"}, "left")
+    return out
 
 
 def build_features(

@@ -7,8 +7,8 @@ minutes. These helpers express time windows without range frames:
 
   row index      r = row_number() per asset in time order (1-based)
   window start   m = the number of the asset's rows at or before t - w, so (t - w, t] is rows m + 1 .. r.
-                 One sort of the rows together with one probe row per (row, window length) at t - w; a running
-                 count of real rows gives m at every probe (`window_starts`)
+                 One sort of the rows together with one probe row per (row, window length) at t - w; a probe's
+                 position among all rows less its position among the probes gives m (`window_starts`)
   fetch          values of row m + 1 (the first row of the window) by an equi-join on (asset, r) (`fetch`)
   sums           prefix sums restarting at every (asset, day), exclusive of the current row (a cumulative
                  `rowsBetween(unboundedPreceding, -1)` frame), so a window sum is built from two or three prefix
@@ -46,8 +46,9 @@ def window_starts(frame: DataFrame, aid: str, lengths: list[int], wanted: Column
     """(aid, R, _m{w} for every w) for the rows where `wanted` holds (all rows when None).
 
     `frame` has aid, R and T_US. Each wanted row gets one probe per window length at T_US - w; real rows sort
-    before probes at the same time, so the running count of real rows at a probe is the number of rows at or
-    before t - w."""
+    before probes at the same time, so the number of real rows before a probe (the rows at or before t - w) is
+    its position among all rows less its position among the probes: two `row_number`s over one sort (Sail
+    evaluates a running count row by row, several times slower)."""
     real = frame.select(aid, T_US, F.lit(0).alias("_kind"), F.lit(None).cast("long").alias(R))
     probes_of = frame if wanted is None else frame.filter(wanted)
     parts = [real]
@@ -56,9 +57,10 @@ def window_starts(frame: DataFrame, aid: str, lengths: list[int], wanted: Column
     union = parts[0]
     for p in parts[1:]:
         union = union.unionByName(p)
-    order = Window.partitionBy(aid).orderBy(T_US, "_kind").rowsBetween(Window.unboundedPreceding, 0)
-    real_before = F.sum(F.when(F.col("_kind") == F.lit(0), F.lit(1)).otherwise(F.lit(0))).over(order)
-    counted = union.select(aid, R, "_kind", real_before.alias("_m")).filter(F.col("_kind") > F.lit(0))
+    order = Window.partitionBy(aid).orderBy(T_US, "_kind")
+    numbered = union.select(aid, T_US, R, "_kind", F.row_number().over(order).alias("_p"))
+    probes = numbered.filter(F.col("_kind") > F.lit(0))
+    counted = probes.select(aid, R, "_kind", (F.col("_p") - F.row_number().over(order)).alias("_m"))
     return counted.groupBy(aid, R).agg(
         *[
             F.max(F.when(F.col("_kind") == F.lit(k), F.col("_m"))).cast("long").alias(start_column(s))

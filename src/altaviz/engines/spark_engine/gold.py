@@ -228,12 +228,7 @@ def _prepare(silver: DataFrame, profile: Profile, spec: FeatureSpec, plan: _Plan
         g = F.lit(plan.bucket * US)
         cols.append(((F.col(W.T_US) - F.pmod(F.col(W.T_US), g)) / g).cast("long").alias("_bucket"))
     frame = frame.select(*cols)
-    running = by.rowsBetween(Window.unboundedPreceding, 0)
-    cols = []
-    for s in plan.changes:  # the window holds one value iff the row before its run lies outside the window
-        x, prev = F.col(s), F.col(f"_lag:{s}")
-        changed = x.isNull() | prev.isNull() | (x != prev)
-        cols.append(F.max(F.when(changed, F.col("_lag_t"))).over(running).alias(f"_run:{s}"))
+    cols = [W.run_start(F.col(s), F.col(f"_lag:{s}"), F.col("_lag_t"), by).alias(f"_run:{s}") for s in plan.changes]
     if plan.extremes and not plan.bucket:  # readings too sparse for buckets: range windows
         agg = {"max": F.max, "min": F.min}
         cols += [
@@ -261,15 +256,14 @@ def _day_totals(rows: DataFrame, profile: Profile, plan: _Plan) -> DataFrame:
     day has no readings), d = 1 .. days_back calendar days (a window's first row lies at most that far back)."""
     aid = profile.id_column
     last = rows.groupBy(aid, "date").agg(F.max(W.R).alias("_last"))
-    names = [f"_T{k}:{s}" for s in plan.moments for k in "12"]
     totals = [_prefix(profile, s, k).alias(f"_T{k}:{s}") for s in plan.moments for k in "12"]
     days = _join(last, rows.select(aid, W.R, *totals), {aid: aid, "_last": W.R})
     out = days.select(aid, "date")
-    for d in range(1, plan.days_back + 1):
-        shifted = days.select(
-            aid, F.date_add("date", d).alias("date"), *[F.col(n).alias(n.replace(":", f"-{d}:")) for n in names]
+    for d in range(1, plan.days_back + 1):  # day `date - d` joined as if it were `date`
+        ago = [F.col(f"_T{k}:{s}").alias(f"_T{k}-{d}:{s}") for s in plan.moments for k in "12"]
+        out = _join(
+            out, days.select(aid, F.date_add("date", d).alias("date"), *ago), {aid: aid, "date": "date"}, "left"
         )
-        out = _join(out, shifted, {aid: aid, "date": "date"}, "left")
     return out
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql import Column, Window
 from pyspark.sql import functions as F
 
+from altaviz.engines.spark_engine import windows as W
 from altaviz.engines.spark_engine.schema import conform
 from altaviz.lake.schema import bronze_schema, metadata_schema, quarantine_schema, silver_schema
 from altaviz.profiles.model import Profile
@@ -140,16 +141,14 @@ def _stuck(frame: DataFrame, profile: Profile, keep: list[str]) -> DataFrame:
         F.lag(t, max(k - 1, 0)).over(order).alias("_kth_t"),
         *lags,
     )
-    running = order.rowsBetween(Window.unboundedPreceding, 0)
-    runs = []
-    for s in profile.sensor_names:
-        x, prev = F.col(s), F.col(f"_prev:{s}")
-        changed = F.col("_prev_t").isNull() | x.isNull() | prev.isNull() | (x != prev)
-        runs.append(F.max(F.when(changed, F.col("_prev_t"))).over(running).alias(f"_run:{s}"))
+    # the first row of a partition has no previous value: a change, which run_start records as a null time
+    runs = [
+        W.run_start(F.col(s), F.col(f"_prev:{s}"), F.col("_prev_t"), order).alias(f"_run:{s}")
+        for s in profile.sensor_names
+    ]
     staged = staged.select(*keep, "_kept", "_kth_t", *runs, "_t")
-    now = F.col("_t")
-    day_start = now - F.pmod(now, F.lit(86_400 * US))  # a kept row's date is its timestamp's UTC day
-    since = F.greatest(now - F.lit(stuck_window_seconds(profile) * US), day_start - F.lit(1))  # t - w, in the day
+    day_start = t - F.pmod(t, F.lit(86_400 * US))  # a kept row's date is its timestamp's UTC day
+    since = F.greatest(t - F.lit(stuck_window_seconds(profile) * US), day_start - F.lit(1))  # t - w, in the day
     enough = F.col("_kth_t") > since if k > 1 else F.lit(True)
     flat = [F.col(f"_run:{s}").isNull() | (F.col(f"_run:{s}") <= since) for s in profile.sensor_names]
     any_flat = flat[0]

@@ -69,6 +69,15 @@ def window_starts(frame: DataFrame, aid: str, lengths: list[int], wanted: Column
     )
 
 
+def run_start(value: Column, previous: Column, previous_time: Column, order: Window) -> Column:
+    """Time of the row before the current run of equal values (a null breaks a run; null when the run starts at
+    the partition's first row): a running max of the previous row's time at every change. A window (t - w, t]
+    holds one value of the sensor iff this time is null or at most t - w. `order` is the partition's time
+    order; `previous` and `previous_time` are the lagged value and time over it."""
+    changed = value.isNull() | previous.isNull() | (value != previous)
+    return F.max(F.when(changed, previous_time)).over(order.rowsBetween(Window.unboundedPreceding, 0))
+
+
 def fetch(frame: DataFrame, rows: DataFrame, aid: str, at: Column, columns: dict[str, str]) -> DataFrame:
     """`frame` joined with the columns of row `at` (an expression over `frame`) of the same asset from `rows`
     (which has aid and R); `columns` maps a column of `rows` to its name in the result. Every row of `frame` is

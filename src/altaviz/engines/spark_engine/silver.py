@@ -63,23 +63,44 @@ class SparkSilverResult:
         return sum(self.duplicates_dropped.values())
 
 
-def first_failing(checks: list[tuple[Column, str, Column]]) -> tuple[Column, Column]:
-    """(reason, detail) of the first check that holds (a null condition does not hold), else nulls."""
+def _case(branches: list[tuple[Column, Column]]) -> Column:
+    """CASE WHEN c1 THEN v1 WHEN c2 THEN v2 ... END (null when none holds)."""
+    cond, value = branches[0]
+    out = F.when(cond, value)
+    for cond, value in branches[1:]:
+        out = out.when(cond, value)
+    return out
+
+
+def first_failing(checks: list[tuple[Column, str | Column, Column]]) -> tuple[Column, Column]:
+    """(reason, detail) of the first check that holds (a null condition does not hold), else nulls. A code is a
+    string or a column (a reason read from the row).
+
+    Consecutive checks with the same string code give the reason as one condition, their OR (the first check
+    that holds is in the first group whose OR holds): a CASE with a branch per code, not per check, and the
+    detail's CASE per check inside it. Sail evaluated each six-branch outlier CASE in ~3.7 s per 4.5 M rows."""
     if not checks:
         return F.lit(None).cast("string"), F.lit(None).cast("string")
-    cond, code, det = checks[0]
-    reason, detail = F.when(cond, F.lit(code)), F.when(cond, det.cast("string"))
-    for cond, code, det in checks[1:]:
-        reason, detail = reason.when(cond, F.lit(code)), detail.when(cond, det.cast("string"))
+    groups: list[tuple[Column, str | Column, list[tuple[Column, Column]]]] = []  # (OR, code, [(cond, detail)])
+    for cond, code, det in checks:
+        det = det.cast("string")
+        if groups and isinstance(code, str) and isinstance(groups[-1][1], str) and groups[-1][1] == code:
+            any_, _, members = groups[-1]
+            groups[-1] = (any_ | cond, code, [*members, (cond, det)])
+        else:
+            groups.append((cond, code, [(cond, det)]))
+    reason = _case([(any_, F.lit(code) if isinstance(code, str) else code) for any_, code, _ in groups])
+    # the detail's inner CASE runs only on the rows where its group holds (few rows)
+    detail = _case([(any_, _case(members) if len(members) > 1 else members[0][1]) for any_, _, members in groups])
     return reason, detail
 
 
-def _pre_dedup_checks(profile: Profile) -> list[tuple[Column, str, Column]]:
+def _pre_dedup_checks(profile: Profile) -> list[tuple[Column, str | Column, Column]]:
     """Rules 1-5: the reader's parse error, then missing id, timestamp, unknown asset, future timestamp."""
     aid, ts = F.col(profile.id_column), F.col(profile.time_column)
     tolerance_us = future_tolerance_seconds(profile) * US
     return [
-        (F.col("_parse_error").isNotNull(), None, F.col("_parse_detail")),  # reason = the parse error itself
+        (F.col("_parse_error").isNotNull(), F.col("_parse_error"), F.col("_parse_detail")),  # the error is the reason
         (aid.isNull() | aid.rlike(r"^\s*$"), "missing_asset_id", F.lit(profile.id_column)),
         (ts.isNull(), "unparseable_timestamp", F.lit("missing")),
         (F.col(KNOWN).isNull(), "unknown_asset", aid),
@@ -102,16 +123,6 @@ def _value_checks(profile: Profile) -> list[tuple[Column, str, Column]]:
         x = F.col(rule.sensor)
         checks.append(((x < F.lit(rule.low)) | (x > F.lit(rule.high)), "out_of_physical_range", F.lit(rule.sensor)))
     return checks
-
-
-def _reason_columns(checks: list[tuple[Column, str | None, Column]]) -> tuple[Column, Column]:
-    """Like `first_failing`, where a None code means 'the reason is the _parse_error column'."""
-    rendered = [(c, F.col("_parse_error") if code is None else F.lit(code), d) for c, code, d in checks]
-    cond, code, det = rendered[0]
-    reason, detail = F.when(cond, code), F.when(cond, det.cast("string"))
-    for cond, code, det in rendered[1:]:
-        reason, detail = reason.when(cond, code), detail.when(cond, det.cast("string"))
-    return reason, detail
 
 
 def _stuck(frame: DataFrame, profile: Profile, keep: list[str]) -> DataFrame:
@@ -169,7 +180,7 @@ def validate(bronze: DataFrame, metadata: DataFrame, profile: Profile) -> SparkS
     joined = conform(bronze, bronze_schema(profile)).join(F.broadcast(meta), F.col(aid) == F.col("_meta_id"), "left")
 
     # rules 1-5
-    reason, detail = _reason_columns(_pre_dedup_checks(profile))
+    reason, detail = first_failing(_pre_dedup_checks(profile))
     pre = joined.select(*b_cols, *extra, KNOWN, reason.alias(REASON), detail.alias(DETAIL))
 
     # rule 6: first row of each (asset, timestamp) among rows that passed 1-5, by ingestion order: in time then

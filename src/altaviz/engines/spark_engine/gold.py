@@ -95,7 +95,8 @@ def _window_sum(profile: Profile, moment: str, sensor: str, seconds: int) -> Col
         for m in range(1, b):  # the days in between, oldest first; a day without readings adds nothing
             between = F.col(f"_T{moment}-{b - m}:{sensor}")
             across = F.when(between.isNull(), across).otherwise(across + between)
-        out = out.when(back == F.lit(b), across + p_i)
+        last = b == _days_back(seconds)  # back is at most that: ELSE, one comparison fewer
+        out = out.otherwise(across + p_i) if last else out.when(back == F.lit(b), across + p_i)
     return out
 
 
@@ -113,7 +114,9 @@ def _std(profile: Profile, sensor: str, seconds: int) -> Column:
     var = F.greatest(s2 - s1 * s1 / n, F.lit(0.0)) / (n - F.lit(1.0))
     run = F.col(f"_run:{sensor}")  # time of the row before the current run of equal values
     flat = run.isNull() | (run <= F.col(W.T_US) - F.lit(seconds * US))
-    return F.when(n < F.lit(2.0), F.lit(None).cast("double")).when(flat, F.lit(0.0)).otherwise(F.sqrt(var))
+    # var * 0 = 0 where flat, var * 1 = var elsewhere (var >= 0): one CASE branch, not three (Sail filters every
+    # column of the wide feature frame once per branch)
+    return F.when(n >= F.lit(2.0), F.sqrt(var * (~flat).cast("double")))
 
 
 def _rate(sensor: str, seconds: int) -> Column:

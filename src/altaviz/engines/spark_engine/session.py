@@ -98,8 +98,8 @@ SparkConnectServer("127.0.0.1", int(sys.argv[1])).start(background=False)
 # identical. Parquet (staging and Delta files) in snappy, as the Polars engine and Spark write it, instead of Sail's
 # zstd(3): cheaper to write and read back (docs/spark.md). Sail allocates with mimalloc, which by default hands
 # freed pages back to the OS after a few milliseconds; the next operator then faults them in again. On the 4.5 M-row
-# workload that was ~30 of the server's ~140 CPU-s in the kernel. Never purging (`MIMALLOC_PURGE_DELAY=-1`) and
-# 2 MiB pages (`MIMALLOC_ALLOW_LARGE_OS_PAGES`) cut the kernel time to ~15 s and the wall time by ~12 %, for ~5 %
+# workload that was ~30 of the run's ~135 CPU-s in the kernel. Never purging (`MIMALLOC_PURGE_DELAY=-1`) and
+# 2 MiB pages (`MIMALLOC_ALLOW_LARGE_OS_PAGES`) cut the kernel time to ~15 s and Sail's wall time by ~13 %, for ~5 %
 # more peak memory (9.0 -> 9.6 GB); the server's memory goes back to the OS when it stops, at the process's exit.
 SAIL_ENV = {
     "RUST_LOG": "error",
